@@ -1,0 +1,199 @@
+"""Settings: every default lives here and only here.
+
+Each field is read from an environment variable named ``LINKGATE_<FIELD>``
+(upper case), or from a file of that name in the secrets directory
+(``LINKGATE_SECRETS_DIR``, e.g. a mounted Kubernetes Secret), so the salt and
+the database password never have to sit in a plain environment variable.
+The prefix matters on Kubernetes: a Service named ``redis`` injects
+``REDIS_PORT`` and friends into every pod, and unprefixed names would collide.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "LINKGATE_"
+DEV_HASHIDS_SALT = "linkgate-development-salt-do-not-use-in-production"
+HASHIDS_DEFAULT_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ1234567890"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_list(value: object) -> object:
+    """Env vars carry lists as comma-separated text (``"http,https"``)."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            import json
+
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every operator-facing knob of linkgate, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="ignore",
+    )
+
+    # --- deployment -------------------------------------------------------
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="'production' refuses to start without a real hashids salt.",
+    )
+    host: str = Field("127.0.0.1", description="Address `python -m service serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `python -m service serve` binds.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes of `serve`.")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="What every short_url starts with; its host is refused as a link target.",
+    )
+
+    # --- storage ----------------------------------------------------------
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./linkgate.db",
+        description="SQLAlchemy async URL: postgresql+asyncpg://... or sqlite+aiosqlite:///file.db.",
+    )
+    database_read_url: str | None = Field(
+        None, description="Optional read replica used only by the redirect read path."
+    )
+    database_pool_size: int = Field(10, ge=1, le=200, description="SQL connections per process.")
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db; unset means an in-process fakeredis."
+    )
+    redis_key_prefix: str = Field("lg:", description="Prefix of every Redis key linkgate writes.")
+
+    # --- codes ------------------------------------------------------------
+    hashids_salt: str | None = Field(
+        None, description="Secret salt of generated codes; required in production."
+    )
+    hashids_min_length: int = Field(6, ge=1, le=32, description="Shortest generated code.")
+    hashids_alphabet: str = Field(
+        HASHIDS_DEFAULT_ALPHABET, description="Characters of generated codes (16 or more, unique)."
+    )
+
+    # --- redirects --------------------------------------------------------
+    default_redirect_status: Literal[301, 302, 307, 308] = Field(
+        302, description="Status of links created without redirect_status."
+    )
+    permanent_redirect_max_age: int = Field(
+        3600, ge=0, description="Cache-Control max-age (seconds) sent with 301 and 308."
+    )
+
+    # --- target URLs ------------------------------------------------------
+    allowed_schemes: CommaList = Field(
+        default_factory=lambda: ["http", "https"],
+        description="Schemes a target URL may use.",
+    )
+    max_url_length: int = Field(4096, ge=32, le=65536, description="Longest target URL accepted.")
+    allow_private_targets: bool = Field(
+        False,
+        description="Allow IP-literal targets in loopback, private, link-local or reserved ranges.",
+    )
+    blocked_hosts: CommaList = Field(
+        default_factory=list,
+        description="Further target hosts refused (the public base URL's host always is).",
+    )
+
+    # --- cache ------------------------------------------------------------
+    cache_ttl_seconds: int = Field(86400, ge=1, description="Redis TTL of a cached link.")
+    cache_miss_ttl_seconds: int = Field(
+        30, ge=1, description="Redis TTL of a cached 'no such code' answer."
+    )
+    local_cache_size: int = Field(
+        50000, ge=0, description="Links held in each process's in-memory cache (0 disables)."
+    )
+    local_cache_ttl_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Longest a replica serves a link from memory: the bound on cross-replica staleness.",
+    )
+
+    # --- API --------------------------------------------------------------
+    list_default_limit: int = Field(20, ge=1, le=1000, description="Page size of GET /api/v1/links.")
+    list_max_limit: int = Field(100, ge=1, le=1000, description="Largest page a client may ask for.")
+    sql_retry_after_seconds: int = Field(
+        5, ge=1, description="Retry-After sent with 503 when SQL is unreachable."
+    )
+
+    # --- query filter (the gateway policy) --------------------------------
+    query_default_mode: Literal["forward", "drop"] = Field(
+        "forward", description="Mode of links that carry no query policy of their own."
+    )
+    query_deny: CommaList = Field(
+        default_factory=list,
+        description="Parameter name globs stripped from every redirect (e.g. fbclid,gclid,session*).",
+    )
+    query_max_params: int = Field(64, ge=0, description="Visitor parameters forwarded per request.")
+    query_max_name_length: int = Field(128, ge=1, description="Longest forwarded parameter name.")
+    query_max_value_length: int = Field(1024, ge=0, description="Longest forwarded parameter value.")
+    query_max_location_length: int = Field(
+        8192, ge=256, description="Longest Location header (bytes) a redirect may send."
+    )
+    query_max_patterns: int = Field(32, ge=1, description="Most allow/deny patterns in one policy.")
+    query_max_pattern_length: int = Field(128, ge=1, description="Longest allow/deny pattern.")
+
+    # --- logging ----------------------------------------------------------
+    log_level: str = Field("INFO", description="Python log level name.")
+    access_log: bool = Field(True, description="Log one line per request (turn off for speed).")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read the environment (and the secrets directory, when one is named) now."""
+        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
+        return cls(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
+
+    @field_validator("allowed_schemes", "blocked_hosts", "query_deny", mode="before")
+    @classmethod
+    def _lists_from_text(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("allowed_schemes")
+    @classmethod
+    def _lower_schemes(cls, value: list[str]) -> list[str]:
+        return [scheme.lower() for scheme in value]
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url_has_host(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("public_base_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("hashids_alphabet")
+    @classmethod
+    def _alphabet_is_usable(cls, value: str) -> str:
+        if len(set(value)) != len(value) or len(value) < 16:
+            raise ValueError("hashids_alphabet needs 16 or more unique characters")
+        if any(not (ch.isascii() and (ch.isalnum() or ch in "_-")) for ch in value):
+            raise ValueError("hashids_alphabet may hold only [A-Za-z0-9_-]")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_salt(self) -> Settings:
+        if self.env == "production" and not self.hashids_salt:
+            raise ValueError("LINKGATE_HASHIDS_SALT must be set when LINKGATE_ENV=production")
+        return self
+
+    @property
+    def effective_salt(self) -> str:
+        return self.hashids_salt or DEV_HASHIDS_SALT
+
+    @property
+    def uses_dev_salt(self) -> bool:
+        return not self.hashids_salt
+
+    @property
+    def public_host(self) -> str:
+        return (urlsplit(self.public_base_url).hostname or "").lower()
