@@ -1,0 +1,81 @@
+"""Command line: `python -m service serve|migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+
+from pydantic import ValidationError
+
+from .config import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValidationError as exc:
+        sys.exit(f"linkgate: invalid settings:\n{exc}")
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from .store.migrate import head_revision, upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    print(f"linkgate: database at revision {head_revision()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    workers = args.workers or settings.workers
+    if workers > 1 and not settings.redis_url:
+        sys.exit(
+            "linkgate: more than one worker needs a shared Redis (LINKGATE_REDIS_URL); "
+            "the in-process cache of one worker cannot see another's edits"
+        )
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers must share one metrics directory, made before they start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="linkgate-metrics-")
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # linkgate logs requests itself (LINKGATE_ACCESS_LOG)
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description="linkgate URL shortener")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the API and redirects with uvicorn")
+    serve.add_argument("--host", help="bind address (default LINKGATE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default LINKGATE_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (default LINKGATE_WORKERS)")
+    serve.add_argument("--graceful-timeout", type=int, default=20,
+                       help="seconds to finish in-flight requests after SIGTERM")
+    serve.set_defaults(run=cmd_serve)
+    migrate = commands.add_parser("migrate", help="apply database migrations, then exit")
+    migrate.set_defaults(run=cmd_migrate)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""REST routers: links, health; the problem-JSON error handlers."""

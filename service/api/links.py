@@ -1,0 +1,92 @@
+"""REST API of links: /api/v1/links."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from ..links import LinkService
+from ..store.models import Link
+from .models import LinkCreate, LinkOut, LinkPage, LinkUpdate
+
+router = APIRouter(prefix="/api/v1/links", tags=["links"])
+
+PROBLEM_RESPONSES = {
+    404: {"description": "No such link (problem JSON)."},
+    409: {"description": "Alias taken (problem JSON)."},
+    422: {"description": "Invalid input (problem JSON naming the field)."},
+    503: {"description": "SQL unreachable; retry after Retry-After seconds (problem JSON)."},
+}
+
+
+def get_links(request: Request) -> LinkService:
+    return request.app.state.links
+
+
+LinksDep = Annotated[LinkService, Depends(get_links)]
+
+
+def to_out(link: Link, service: LinkService) -> LinkOut:
+    return LinkOut(
+        code=link.code,
+        short_url=f"{service.settings.public_base_url}/{link.code}",
+        url=link.url,
+        redirect_status=link.redirect_status,
+        query=link.query_policy,
+        created_at=link.created_at,
+        updated_at=link.updated_at,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=LinkOut, responses=PROBLEM_RESPONSES)
+async def create_link(body: LinkCreate, response: Response, links: LinksDep) -> LinkOut:
+    """Create a short link."""
+    link = await links.create(
+        url=body.url, alias=body.alias, redirect_status=body.redirect_status, query=body.query
+    )
+    response.headers["Location"] = f"/api/v1/links/{link.code}"
+    return to_out(link, links)
+
+
+@router.get("", response_model=LinkPage, responses=PROBLEM_RESPONSES)
+async def list_links(
+    links: LinksDep,
+    limit: Annotated[int | None, Query(ge=1, description="Page size (capped by the operator).")] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")] = None,
+) -> LinkPage:
+    """List links, newest first."""
+    page, next_cursor = await links.list(limit=limit, cursor=cursor)
+    return LinkPage(data=[to_out(link, links) for link in page], next_cursor=next_cursor)
+
+
+@router.get("/{code}", response_model=LinkOut, responses=PROBLEM_RESPONSES)
+async def get_link(code: str, links: LinksDep) -> LinkOut:
+    """Show one link."""
+    return to_out(await links.get(code), links)
+
+
+@router.patch("/{code}", response_model=LinkOut, responses=PROBLEM_RESPONSES)
+async def update_link(code: str, body: LinkUpdate, links: LinksDep) -> LinkOut:
+    """Change a link's URL, redirect status or query policy."""
+    changes = body.model_dump(exclude_unset=True)
+    kwargs: dict = {}
+    if "url" in changes:
+        if body.url is None:
+            from ..errors import InvalidInput
+
+            raise InvalidInput("url", "cannot be null")
+        kwargs["url"] = body.url
+    if "redirect_status" in changes:
+        kwargs["redirect_status"] = body.redirect_status
+    if "query" in changes:
+        kwargs["query"] = body.query
+    link = await links.update(code, **kwargs)
+    return to_out(link, links)
+
+
+@router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT, responses=PROBLEM_RESPONSES)
+async def delete_link(code: str, links: LinksDep) -> Response:
+    """Delete a link; its code answers 404 from then on and is never reused."""
+    await links.delete(code)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,99 @@
+"""RFC 9457 problem responses: every API error, with a stable `type` per kind."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_PREFIX = "urn:linkgate:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: object,
+) -> JSONResponse:
+    body: dict[str, object] = {
+        "type": PROBLEM_TYPE_PREFIX + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+def install(app: FastAPI) -> None:
+    """Map every error linkgate raises, and FastAPI's own, to problem JSON."""
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        return problem(
+            422, "invalid-input", "Invalid input", f"{exc.field} {exc.reason}",
+            instance=request.url.path, errors=[{"field": exc.field, "reason": exc.reason}],
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field_name(tuple(err.get("loc", ()))), "reason": err.get("msg", "invalid")}
+            for err in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return problem(422, "invalid-input", "Invalid input", detail,
+                       instance=request.url.path, errors=errors)
+
+    @app.exception_handler(LinkNotFound)
+    async def _not_found(request: Request, exc: LinkNotFound) -> JSONResponse:
+        return problem(404, "link-not-found", "Link not found", f"No link has the code '{exc.code}'.",
+                       instance=request.url.path)
+
+    @app.exception_handler(AliasTaken)
+    async def _taken(request: Request, exc: AliasTaken) -> JSONResponse:
+        return problem(409, "alias-taken", "Alias taken",
+                       f"The alias '{exc.alias}' is in use or was used before; choose another.",
+                       instance=request.url.path)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        retry = str(request.app.state.settings.sql_retry_after_seconds)
+        return problem(503, "storage-unavailable", "Storage unavailable",
+                       "The link store cannot be reached; nothing was changed. Try again shortly.",
+                       instance=request.url.path, headers={"Retry-After": retry})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not-found", 405: "method-not-allowed", 400: "bad-request", 413: "too-large"}
+        return problem(exc.status_code, kinds.get(exc.status_code, f"http-{exc.status_code}"),
+                       str(exc.detail), str(exc.detail), instance=request.url.path,
+                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "Internal error", "Something went wrong on our side.",
+                       instance=request.url.path)

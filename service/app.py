@@ -1,0 +1,118 @@
+"""create_app(settings) and the lifespan that opens and closes every client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from . import __version__
+from .api import health, links as links_api, problems
+from .codes import CodeCodec
+from .config import Settings
+from .links import LinkService
+from .query_filter import FilterLimits
+from .redirect import RedirectGateway, Redirector
+from .store import sql
+from .store.cache import LinkCache
+from .targets import TargetRules
+
+log = logging.getLogger("linkgate")
+
+DESCRIPTION = """\
+Create short links over this API; browsers that follow `/{code}` get a
+301/302/307/308 to the long URL, with their query string passed through the
+link's gateway query policy. Every error is RFC 9457 problem JSON.
+"""
+
+
+def open_redis(settings: Settings):
+    """The Redis client: a real one when LINKGATE_REDIS_URL is set, else in-process fakeredis."""
+    if settings.redis_url:
+        import redis.asyncio as redis
+
+        return redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+            health_check_interval=30,
+            max_connections=64,
+        )
+    import fakeredis
+
+    return fakeredis.FakeAsyncRedis()
+
+
+async def _drain_invalidations_forever(service: LinkService, every_seconds: float) -> None:
+    """Drop cache entries left stale while Redis was away (writes remembered them in SQL)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            dropped = await service.drain_pending_invalidations()
+            if dropped:
+                log.info("dropped %d cache entries left stale while redis was away", dropped)
+        except Exception as exc:  # SQL or Redis away: try again next round
+            log.debug("pending invalidations not drained: %s", exc)
+
+
+def create_app(settings: Settings | None = None, *, redis_client=None) -> FastAPI:
+    """The whole service as an ASGI app; nothing connects until its lifespan starts."""
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.uses_dev_salt:
+            log.warning("LINKGATE_HASHIDS_SALT is not set: using the development salt")
+        db = sql.Database.open(
+            settings.database_url, settings.database_read_url, pool_size=settings.database_pool_size
+        )
+        redis_client_ = redis_client if redis_client is not None else open_redis(settings)
+        cache = LinkCache(
+            redis_client_,
+            prefix=settings.redis_key_prefix,
+            ttl_seconds=settings.cache_ttl_seconds,
+            miss_ttl_seconds=settings.cache_miss_ttl_seconds,
+        )
+        limits = FilterLimits.from_settings(settings)
+        redirector = Redirector(settings=settings, cache=cache, db=db, limits=limits)
+        service = LinkService(
+            settings=settings,
+            db=db,
+            cache=cache,
+            codec=CodeCodec(
+                salt=settings.effective_salt,
+                min_length=settings.hashids_min_length,
+                alphabet=settings.hashids_alphabet,
+            ),
+            target_rules=TargetRules.from_settings(settings),
+            filter_limits=limits,
+        )
+        service.on_change.append(redirector.forget)
+        app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
+        drainer = asyncio.create_task(_drain_invalidations_forever(service, 5.0))
+        try:
+            yield
+        finally:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
+            if redis_client is None:
+                await redis_client_.aclose()
+            await db.close()
+
+    app = FastAPI(
+        title="linkgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(links_api.router)
+    app.include_router(health.router)
+    # Outermost, so a redirect skips everything FastAPI does per request.
+    app.add_middleware(RedirectGateway, access_log_enabled=settings.access_log)
+    return app

@@ -1,0 +1,198 @@
+"""Link use-cases: create, read, list, update, delete. SQL first, then the cache."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from . import metrics
+from .codes import CodeCodec
+from .config import Settings
+from .errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
+from .query_filter import FilterLimits, PolicyError, QueryPolicy, check_policy
+from .store import sql
+from .store.cache import CachedLink, LinkCache
+from .store.models import Link
+from .targets import TargetRules, normalise_target
+
+log = logging.getLogger(__name__)
+
+_UNSET = object()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "id" or not value.isdigit():
+            raise ValueError(text)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor", "is not a cursor this service handed out") from None
+
+
+def cached_form(link: Link) -> CachedLink:
+    return CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy)
+
+
+@dataclass
+class LinkService:
+    """Everything the link use-cases need, opened once by the app's lifespan."""
+
+    settings: Settings
+    db: sql.Database
+    cache: LinkCache
+    codec: CodeCodec
+    target_rules: TargetRules
+    filter_limits: FilterLimits
+    clock: Callable[[], datetime] = utc_now
+    # Called with a code whenever its link changes, so this replica's
+    # in-memory redirect cache forgets it at once.
+    on_change: list[Callable[[str], None]] = field(default_factory=list)
+
+    # --- validation --------------------------------------------------------
+
+    def _policy_dict(self, policy: QueryPolicy | None) -> dict | None:
+        if policy is None:
+            return None
+        try:
+            check_policy(policy, self.filter_limits)
+        except PolicyError as exc:
+            raise InvalidInput(exc.field, exc.reason) from None
+        return policy.model_dump(mode="json")
+
+    def _status(self, status: int | None) -> int:
+        return status if status is not None else self.settings.default_redirect_status
+
+    # --- use-cases ---------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        url: str,
+        alias: str | None = None,
+        redirect_status: int | None = None,
+        query: QueryPolicy | None = None,
+    ) -> Link:
+        target = normalise_target(url, self.target_rules)
+        if alias is not None:
+            self.codec.check_alias(alias)
+        policy = self._policy_dict(query)
+        now = self.clock()
+        try:
+            async with self.db.transaction() as session:
+                link = await sql.insert_link(
+                    session=session,
+                    url=target,
+                    redirect_status=self._status(redirect_status),
+                    query_policy=policy,
+                    alias=alias,
+                    now=now,
+                )
+                if alias is None:
+                    link.code = self.codec.encode(link.id)
+                    await session.flush()
+        except IntegrityError:
+            # The unique constraint on code decides alias races.
+            raise AliasTaken(alias or "") from None
+        except StorageUnavailable:
+            metrics.SQL_ERRORS.labels(operation="create").inc()
+            raise
+        # A cached "no such code" for this alias would otherwise outlive the create.
+        self._changed(link.code)
+        await self.cache.put(link.code, cached_form(link))
+        return link
+
+    async def get(self, code: str) -> Link:
+        async with self.db.reading() as session:
+            link = await sql.find_live_link(session=session, code=code)
+        if link is None:
+            raise LinkNotFound(code)
+        return link
+
+    async def list(self, *, limit: int | None, cursor: str | None) -> tuple[list[Link], str | None]:
+        page = limit or self.settings.list_default_limit
+        if not 1 <= page <= self.settings.list_max_limit:
+            raise InvalidInput("limit", f"must be between 1 and {self.settings.list_max_limit}")
+        before = decode_cursor(cursor) if cursor else None
+        async with self.db.reading() as session:
+            links = await sql.list_live_links(session=session, limit=page + 1, before_id=before)
+        if len(links) > page:
+            links = links[:page]
+            return links, encode_cursor(links[-1].id)
+        return links, None
+
+    async def update(
+        self,
+        code: str,
+        *,
+        url: str | None = None,
+        redirect_status: int | None = None,
+        query: QueryPolicy | None | object = _UNSET,
+    ) -> Link:
+        target = normalise_target(url, self.target_rules) if url is not None else None
+        policy = self._policy_dict(query) if query is not _UNSET else _UNSET  # type: ignore[arg-type]
+        async with self.db.transaction() as session:
+            link = await sql.find_live_link(session=session, code=code)
+            if link is None:
+                raise LinkNotFound(code)
+            if target is not None:
+                link.url = target
+            if redirect_status is not None:
+                link.redirect_status = redirect_status
+            if policy is not _UNSET:
+                link.query_policy = policy
+            link.updated_at = self.clock()
+        await self._invalidate(code)
+        return link
+
+    async def delete(self, code: str) -> None:
+        async with self.db.transaction() as session:
+            link = await sql.find_live_link(session=session, code=code)
+            if link is None:
+                raise LinkNotFound(code)
+            link.deleted_at = self.clock()
+        await self._invalidate(code)
+
+    # --- cache coherence ---------------------------------------------------
+
+    def _changed(self, code: str) -> None:
+        for callback in self.on_change:
+            callback(code)
+
+    async def _invalidate(self, code: str) -> None:
+        """Drop every cached copy; if Redis cannot be told, remember it in SQL."""
+        self._changed(code)
+        if await self.cache.drop(code):
+            return
+        try:
+            async with self.db.transaction() as session:
+                await sql.remember_invalidation(session=session, code=code, now=self.clock())
+        except StorageUnavailable:
+            log.error("could not drop cached %s nor remember to; it may be stale for its TTL", code)
+
+    async def drain_pending_invalidations(self) -> int:
+        """Drop cache entries left stale while Redis was away; returns how many."""
+        async with self.db.reading() as session:
+            pending = await sql.pending_invalidations(session=session)
+        if not pending:
+            return 0
+        if not await self.cache.drop(*(entry.code for entry in pending)):
+            return 0
+        async with self.db.transaction() as session:
+            await sql.forget_invalidations(session=session, entries=pending)
+        return len(pending)

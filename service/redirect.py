@@ -1,0 +1,297 @@
+"""The hot path: GET/HEAD /<code> -> 301/302/307/308 with the filtered Location.
+
+It is a plain ASGI middleware in front of FastAPI, so a redirect never pays
+for routing, dependency injection or response models. Lookups go:
+
+1. this process's memory (bounded, entries live settings.local_cache_ttl_seconds,
+   which bounds how stale another replica's edit can look here);
+2. Redis, one round trip, coalesced with other lookups under way (store.cache);
+3. SQL (the read replica when configured), one load per code at a time in
+   this process; the answer, found or not, is written back to Redis.
+
+Anything that is not a single path segment shaped like a code, or is one of
+the service's own reserved words, goes on to the FastAPI app untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import metrics
+from .api.problems import PROBLEM_TYPE_PREFIX
+from .codes import CODE_PATTERN, is_reserved
+from .config import Settings
+from .errors import StorageUnavailable
+from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, compile_filter
+from .store import sql
+from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache
+
+log = logging.getLogger("linkgate.redirect")
+access_log = logging.getLogger("linkgate.access")
+
+PERMANENT = frozenset({301, 308})
+_NO_STORE = b"private, no-store"
+
+_NOT_FOUND_HTML = (
+    b"<!doctype html><html lang=en><meta charset=utf-8><title>Link not found</title>"
+    b"<h1>Link not found</h1><p>This short link does not exist or was removed.</p></html>"
+)
+
+
+@dataclass(slots=True)
+class Destination:
+    """A link as the redirect needs it, with its query filter compiled once."""
+
+    status: int
+    url: str
+    filter: CompiledFilter
+    cache_control: bytes
+
+
+# --- request ids -------------------------------------------------------------
+
+_request_counter = itertools.count(1)
+_process_tag = f"{os.getpid():x}-{int(time.time()):x}"
+
+
+def new_request_id() -> str:
+    """Unique per process start and request, and far cheaper than a uuid4."""
+    return f"{_process_tag}-{next(_request_counter):x}"
+
+
+def request_id_of(scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
+            return value
+    return new_request_id().encode()
+
+
+def _accepts_json(scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            return b"json" in value and b"text/html" not in value
+    return False
+
+
+# --- lookups -----------------------------------------------------------------
+
+
+class Redirector:
+    """Finds where a code goes, through the local cache, Redis, then SQL."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        cache: LinkCache,
+        db: sql.Database,
+        limits: FilterLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cache = cache
+        self._db = db
+        self._limits = limits
+        self._clock = clock
+        self._local: dict[str, tuple[float, Destination | None]] = {}
+        self._local_size = settings.local_cache_size
+        self._local_ttl = settings.local_cache_ttl_seconds
+        self._loads: dict[str, asyncio.Future] = {}
+        self.retry_after = str(settings.sql_retry_after_seconds).encode()
+        self._permanent_cc = f"public, max-age={settings.permanent_redirect_max_age}".encode()
+        self._local_hit = metrics.CACHE_LOOKUPS.labels(layer="local", result="hit")
+        self._redis_hit = metrics.CACHE_LOOKUPS.labels(layer="redis", result="hit")
+        self._redis_miss = metrics.CACHE_LOOKUPS.labels(layer="redis", result="miss")
+        self._redis_error = metrics.CACHE_LOOKUPS.labels(layer="redis", result="error")
+
+    def forget(self, code: str) -> None:
+        self._local.pop(code, None)
+
+    def forget_all(self) -> None:
+        self._local.clear()
+
+    def destination(self, link: CachedLink) -> Destination:
+        policy = QueryPolicy.model_validate(link.query_policy) if link.query_policy else None
+        return Destination(
+            status=link.redirect_status,
+            url=link.url,
+            filter=compile_filter(policy, self._limits, target=link.url),
+            cache_control=self._permanent_cc if link.redirect_status in PERMANENT else _NO_STORE,
+        )
+
+    async def find(self, code: str) -> Destination | None:
+        """Where the code leads, None if nowhere; StorageUnavailable if SQL was needed and down."""
+        now = self._clock()
+        held = self._local.get(code)
+        if held is not None and held[0] > now:
+            self._local_hit.inc()
+            return held[1]
+        redis_answered = True
+        try:
+            cached = await self._cache.get(code)
+        except CacheUnavailable:
+            self._redis_error.inc()
+            cached, redis_answered = None, False
+        if cached is None:
+            if redis_answered:
+                self._redis_miss.inc()
+            destination = await self._load(code, fill_cache=redis_answered)
+        else:
+            self._redis_hit.inc()
+            destination = None if cached is MISSING else self.destination(cached)
+        self._remember(code, destination, now)
+        return destination
+
+    def _remember(self, code: str, destination: Destination | None, now: float) -> None:
+        if self._local_size <= 0 or self._local_ttl <= 0:
+            return
+        local = self._local
+        if code not in local and len(local) >= self._local_size:
+            # Oldest insertion out: dicts keep insertion order.
+            del local[next(iter(local))]
+        local[code] = (now + self._local_ttl, destination)
+
+    async def _load(self, code: str, *, fill_cache: bool) -> Destination | None:
+        """One SQL load per code at a time; concurrent callers share its answer."""
+        pending = self._loads.get(code)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._loads[code] = future
+        try:
+            destination = await self._load_from_sql(code, fill_cache=fill_cache)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters may be none
+            raise
+        else:
+            future.set_result(destination)
+            return destination
+        finally:
+            del self._loads[code]
+
+    async def _load_from_sql(self, code: str, *, fill_cache: bool) -> Destination | None:
+        try:
+            async with self._db.reading(replica=True) as session:
+                link = await sql.find_live_link(session=session, code=code)
+        except StorageUnavailable:
+            metrics.SQL_ERRORS.labels(operation="redirect").inc()
+            raise
+        if link is None:
+            if fill_cache:
+                await self._cache.put_miss(code)
+            return None
+        cached = CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy)
+        if fill_cache:
+            await self._cache.put(code, cached)
+        return self.destination(cached)
+
+
+# --- the ASGI middleware -------------------------------------------------------
+
+
+class RedirectGateway:
+    """Answers GET/HEAD /<code> itself; everything else goes to the wrapped app."""
+
+    def __init__(self, app, *, access_log_enabled: bool = True) -> None:
+        self.app = app
+        self._access_log = access_log_enabled
+        self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
+        self._requests: dict[tuple[str, int], object] = {}
+        self._latency = {m: metrics.LATENCY.labels(method=m, route="/{code}") for m in ("GET", "HEAD")}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        code = scope["path"][1:]
+        if not CODE_PATTERN.fullmatch(code) or is_reserved(code):
+            return await self.app(scope, receive, send)
+        redirector: Redirector | None = getattr(scope["app"].state, "redirector", None)
+        if redirector is None:  # lifespan not run (never in production)
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        request_id = request_id_of(scope)
+        try:
+            destination = await redirector.find(code)
+        except StorageUnavailable:
+            status = 503
+            await self._problem(send, scope, request_id, 503, "storage-unavailable",
+                                "Storage unavailable", "The link store cannot be reached; try again shortly.",
+                                extra_headers=[(b"retry-after", redirector.retry_after)])
+        else:
+            if destination is None:
+                status = 404
+                await self._not_found(send, scope, request_id, code)
+            else:
+                status = destination.status
+                location, dropped = destination.filter.apply(
+                    destination.url, scope["query_string"].decode("latin-1")
+                )
+                if dropped:
+                    metrics.QUERY_PARAMS_DROPPED.inc(dropped)
+                await send({
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"location", location.encode("latin-1")),
+                        (b"cache-control", destination.cache_control),
+                        (b"content-length", b"0"),
+                        (b"x-request-id", request_id),
+                    ],
+                })
+                await send({"type": "http.response.body", "body": b""})
+                self._redirects[status].inc()
+        self._observe(scope["method"], status, started)
+        if self._access_log:
+            access_log.info(
+                "%s %s %d", scope["method"], scope["path"], status,
+                extra={"request_id": request_id.decode(), "status": status, "route": "/{code}"},
+            )
+
+    def _observe(self, method: str, status: int, started: float) -> None:
+        counter = self._requests.get((method, status))
+        if counter is None:
+            counter = metrics.REQUESTS.labels(method=method, route="/{code}", status=str(status))
+            self._requests[(method, status)] = counter
+        counter.inc()
+        self._latency[method].observe(time.perf_counter() - started)
+
+    async def _not_found(self, send, scope, request_id: bytes, code: str) -> None:
+        if _accepts_json(scope):
+            await self._problem(send, scope, request_id, 404, "link-not-found", "Link not found",
+                                f"No link has the code '{code}'.")
+            return
+        body = b"" if scope["method"] == "HEAD" else _NOT_FOUND_HTML
+        await send({
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(_NOT_FOUND_HTML)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-request-id", request_id),
+            ],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+    async def _problem(self, send, scope, request_id: bytes, status: int, kind: str, title: str,
+                       detail: str, extra_headers: list | None = None) -> None:
+        body = json.dumps({
+            "type": PROBLEM_TYPE_PREFIX + kind, "title": title, "status": status,
+            "detail": detail, "instance": scope["path"],
+        }).encode()
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-request-id", request_id),
+            *(extra_headers or []),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

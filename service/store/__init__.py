@@ -1,0 +1,1 @@
+"""Storage: SQL models and repository (the truth), the Redis cache, migrations."""

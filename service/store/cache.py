@@ -1,0 +1,208 @@
+"""The Redis cache of links, in front of SQL on the redirect path.
+
+Keys (all start with settings.redis_key_prefix, "lg:" by default):
+
+- ``lg:{<code>}``: the cached link. Value ``b"<status><policy-json>\\n<url>"``:
+  three ASCII digits, the link's query policy as compact JSON (empty when the
+  link uses the operator default), a newline (never inside JSON or a stored
+  URL), then the URL. TTL settings.cache_ttl_seconds.
+  The value ``b""`` means "no such code" and lives settings.cache_miss_ttl_seconds,
+  so scans of random codes reach SQL once per code per miss TTL, not per request.
+
+The code sits in braces, a Redis Cluster hash tag: every key a later feature
+keeps for one link (``lg:{<code>}:visits``, ...) lands in the same slot, so a
+Lua script may touch them together. No Lua scripts are used yet.
+
+Lookups are coalesced: GETs that arrive while a round trip is under way wait
+and go out together as one MGET, because redis-py's cost per command, not
+Redis, is what limits a busy process. (MGET spans slots, so on Redis Cluster
+this needs a cluster-aware client; linkgate targets one Redis or a
+Sentinel-managed primary.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from .. import metrics
+
+log = logging.getLogger(__name__)
+
+MISS_VALUE = b""
+
+
+class CacheUnavailable(Exception):
+    """Redis did not answer; the caller falls back to SQL."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLink:
+    url: str
+    redirect_status: int
+    query_policy: dict | None
+
+
+class _Missing:
+    """Redis knows the code does not exist (a cached miss)."""
+
+    __slots__ = ()
+
+
+MISSING = _Missing()
+
+
+def encode_link(link: CachedLink) -> bytes:
+    policy = json.dumps(link.query_policy, separators=(",", ":")) if link.query_policy else ""
+    return f"{link.redirect_status:03d}{policy}\n{link.url}".encode()
+
+
+def decode_link(value: bytes) -> CachedLink | _Missing:
+    if not value:
+        return MISSING
+    text = value.decode()
+    newline = text.index("\n")
+    policy_text = text[3:newline]
+    return CachedLink(
+        url=text[newline + 1 :],
+        redirect_status=int(text[:3]),
+        query_policy=json.loads(policy_text) if policy_text else None,
+    )
+
+
+_REDIS_DOWN_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class LinkCache:
+    """Best-effort Redis cache: errors are counted and logged, never raised to a visitor."""
+
+    def __init__(
+        self,
+        redis,
+        *,
+        prefix: str,
+        ttl_seconds: int,
+        miss_ttl_seconds: int,
+        max_in_flight: int = 4,
+        cooldown_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+        self.miss_ttl = miss_ttl_seconds
+        self._clock = clock
+        self._cooldown = cooldown_seconds
+        self._down_until = 0.0
+        self._pending: dict[bytes, list[asyncio.Future]] = {}
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
+        self._flush_scheduled = False
+
+    def key(self, code: str) -> bytes:
+        return f"{self.prefix}{{{code}}}".encode()
+
+    # --- health ------------------------------------------------------------
+
+    @property
+    def is_cooling_down(self) -> bool:
+        return self._clock() < self._down_until
+
+    def _failed(self, exc: BaseException, operation: str) -> None:
+        # After a failure, skip Redis for a moment: a visitor should not wait
+        # for a connect timeout on every request while Redis is away.
+        self._down_until = self._clock() + self._cooldown
+        metrics.REDIS_ERRORS.labels(operation=operation).inc()
+        log.warning("redis %s failed: %s", operation, exc)
+
+    # --- reads (coalesced) -------------------------------------------------
+
+    async def get(self, code: str) -> CachedLink | _Missing | None:
+        """The cached link, MISSING for a cached miss, None when Redis has nothing.
+
+        Raises CacheUnavailable when Redis cannot be asked.
+        """
+        if self._clock() < self._down_until:
+            raise CacheUnavailable("redis cooling down after an error")
+        key = self.key(code)
+        future = asyncio.get_running_loop().create_future()
+        waiters = self._pending.get(key)
+        if waiters is None:
+            self._pending[key] = [future]
+        else:
+            waiters.append(future)
+        self._schedule_flush()
+        value = await future
+        if value is None:
+            return None
+        return decode_link(value)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._in_flight < self._max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        self._in_flight += 1
+        asyncio.get_running_loop().create_task(self._fetch(batch))
+
+    async def _fetch(self, batch: dict[bytes, list[asyncio.Future]]) -> None:
+        keys = list(batch)
+        try:
+            values = await self.redis.mget(keys)
+        except _REDIS_DOWN_ERRORS as exc:
+            self._failed(exc, "get")
+            error = CacheUnavailable(str(exc))
+            for waiters in batch.values():
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(error)
+        else:
+            for key, value in zip(keys, values, strict=True):
+                for future in batch[key]:
+                    if not future.done():
+                        future.set_result(value)
+        finally:
+            self._in_flight -= 1
+            if self._pending:
+                self._schedule_flush()
+
+    # --- writes ------------------------------------------------------------
+
+    async def put(self, code: str, link: CachedLink) -> bool:
+        return await self._write("set", self.redis.set, self.key(code), encode_link(link), ex=self.ttl)
+
+    async def put_miss(self, code: str) -> bool:
+        return await self._write("set", self.redis.set, self.key(code), MISS_VALUE, ex=self.miss_ttl)
+
+    async def drop(self, *codes: str) -> bool:
+        """Forget cached entries; False when Redis could not be told."""
+        if not codes:
+            return True
+        return await self._write("delete", self.redis.delete, *(self.key(code) for code in codes))
+
+    async def _write(self, operation: str, command, *args, **kwargs) -> bool:
+        if self._clock() < self._down_until and operation != "delete":
+            return False
+        try:
+            await command(*args, **kwargs)
+        except _REDIS_DOWN_ERRORS as exc:
+            self._failed(exc, operation)
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except _REDIS_DOWN_ERRORS:
+            return False

@@ -1,0 +1,96 @@
+"""SQL schema. Changes reach a database only through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from datetime import UTC
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, MetaData, SmallInteger, String, Text
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use datetime.now(UTC)")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Link(Base):
+    __tablename__ = "links"
+    # AUTOINCREMENT on SQLite: a row id, and so a generated code, is never reused.
+    __table_args__ = {"sqlite_autoincrement": True, "comment": "Short links: one row per code ever handed out."}
+
+    id: Mapped[int] = mapped_column(
+        RowId, primary_key=True, autoincrement=True,
+        comment="Row id; generated codes are hashids of it, and listing pages by it.",
+    )
+    code: Mapped[str | None] = mapped_column(
+        String(64), unique=True, nullable=True,
+        comment="The short code: a custom alias, or hashids(id) set in the same transaction as the insert.",
+    )
+    is_alias: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False,
+        comment="True when the client chose the code.",
+    )
+    url: Mapped[str] = mapped_column(
+        Text, nullable=False, comment="The long URL, normalised (ASCII, punycode host)."
+    )
+    redirect_status: Mapped[int] = mapped_column(
+        SmallInteger, nullable=False, comment="HTTP status of the redirect: 301, 302, 307 or 308."
+    )
+    query_policy: Mapped[dict | None] = mapped_column(
+        JSON, nullable=True,
+        comment="Gateway query policy of this link; NULL means the operator default.",
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, comment="When the link was created (UTC)."
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, comment="When url, status or policy last changed (UTC)."
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True,
+        comment="When the link was deleted; the row stays so the code is never handed out again.",
+    )
+
+
+class PendingInvalidation(Base):
+    __tablename__ = "pending_invalidations"
+    __table_args__ = {"comment": "Cache entries to drop once Redis answers again (a write happened while it was down)."}
+
+    code: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="Code whose cached entry may be stale."
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, comment="When the write that left it stale happened."
+    )

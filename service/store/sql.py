@@ -1,0 +1,186 @@
+"""SQL access: engines, and repository functions that take their session as a keyword."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import StorageUnavailable
+from .models import Link, PendingInvalidation
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        kwargs: dict = {"connect_args": {"timeout": 30}}
+        if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:"):
+            kwargs["poolclass"] = StaticPool
+        engine = create_async_engine(url, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when an error means SQL could not be reached (not that the query was wrong)."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OSError, ConnectionError, TimeoutError))
+
+
+@dataclass
+class Database:
+    """The write engine and the (possibly replica) engine of the redirect read path."""
+
+    engine: AsyncEngine
+    read_engine: AsyncEngine
+
+    def __post_init__(self) -> None:
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, read_url: str | None = None, *, pool_size: int = 10) -> Database:
+        engine = make_engine(url, pool_size=pool_size)
+        read_engine = make_engine(read_url, pool_size=pool_size) if read_url else engine
+        return cls(engine=engine, read_engine=read_engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction; an unreachable database becomes StorageUnavailable."""
+        try:
+            async with self.sessions.begin() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def reading(self, *, replica: bool = False) -> AsyncIterator[AsyncSession]:
+        maker = self.read_sessions if replica else self.sessions
+        try:
+            async with maker() as session:
+                yield session
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            raise
+
+
+# --- repository ------------------------------------------------------------
+
+
+async def insert_link(
+    *,
+    session: AsyncSession,
+    url: str,
+    redirect_status: int,
+    query_policy: dict | None,
+    alias: str | None,
+    now: datetime,
+) -> Link:
+    """Insert a row; the caller sets the generated code once the id is known."""
+    link = Link(
+        code=alias,
+        is_alias=alias is not None,
+        url=url,
+        redirect_status=redirect_status,
+        query_policy=query_policy,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(link)
+    await session.flush()
+    return link
+
+
+async def bulk_insert_links(
+    *, session: AsyncSession, rows: list[dict], now: datetime
+) -> list[int]:
+    """Insert many links without aliases in one statement; returns their ids in order."""
+    values = [
+        {
+            "url": row["url"],
+            "redirect_status": row["redirect_status"],
+            "query_policy": row.get("query_policy"),
+            "is_alias": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    result = await session.execute(insert(Link).returning(Link.id).sort_by_parameter_order(True), values)
+    return [row_id for (row_id,) in result.all()]
+
+
+async def set_codes(*, session: AsyncSession, codes_by_id: dict[int, str]) -> None:
+    await session.execute(
+        update(Link), [{"id": row_id, "code": code} for row_id, code in codes_by_id.items()]
+    )
+
+
+async def find_live_link(*, session: AsyncSession, code: str) -> Link | None:
+    """The link with this code unless it was deleted; None otherwise."""
+    return (
+        await session.execute(select(Link).where(Link.code == code, Link.deleted_at.is_(None)))
+    ).scalar_one_or_none()
+
+
+async def list_live_links(*, session: AsyncSession, limit: int, before_id: int | None) -> list[Link]:
+    """Newest first, keyset-paginated on the row id."""
+    query = select(Link).where(Link.deleted_at.is_(None), Link.code.is_not(None))
+    if before_id is not None:
+        query = query.where(Link.id < before_id)
+    query = query.order_by(Link.id.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def remember_invalidation(*, session: AsyncSession, code: str, now: datetime) -> None:
+    existing = await session.get(PendingInvalidation, code)
+    if existing is None:
+        session.add(PendingInvalidation(code=code, created_at=now))
+    else:
+        existing.created_at = now
+
+
+async def pending_invalidations(*, session: AsyncSession, limit: int = 500) -> list[PendingInvalidation]:
+    query = select(PendingInvalidation).order_by(PendingInvalidation.created_at).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def forget_invalidations(*, session: AsyncSession, entries: list[PendingInvalidation]) -> None:
+    """Drop entries that were handled, unless a newer write re-armed them meanwhile."""
+    for entry in entries:
+        await session.execute(
+            delete(PendingInvalidation).where(
+                PendingInvalidation.code == entry.code,
+                PendingInvalidation.created_at == entry.created_at,
+            )
+        )
