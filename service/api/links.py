@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from ..errors import InvalidInput
 from ..links import LinkService
 from ..store.models import Link
 from .models import LinkCreate, LinkOut, LinkPage, LinkUpdate
@@ -69,19 +70,11 @@ async def get_link(code: str, links: LinksDep) -> LinkOut:
 @router.patch("/{code}", response_model=LinkOut, responses=PROBLEM_RESPONSES)
 async def update_link(code: str, body: LinkUpdate, links: LinksDep) -> LinkOut:
     """Change a link's URL, redirect status or query policy."""
-    changes = body.model_dump(exclude_unset=True)
-    kwargs: dict = {}
-    if "url" in changes:
-        if body.url is None:
-            from ..errors import InvalidInput
-
-            raise InvalidInput("url", "cannot be null")
-        kwargs["url"] = body.url
-    if "redirect_status" in changes:
-        kwargs["redirect_status"] = body.redirect_status
-    if "query" in changes:
-        kwargs["query"] = body.query
-    link = await links.update(code, **kwargs)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    for required in ("url", "redirect_status"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput(required, "cannot be null; leave it out to keep the current value")
+    link = await links.update(code, **changes)
     return to_out(link, links)
 
 

@@ -1,0 +1,181 @@
+"""The REST API of links, on SQLite + fakeredis, through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+async def create(client, **body):
+    body.setdefault("url", "https://example.com/landing")
+    return await client.post("/api/v1/links", json=body)
+
+
+async def test_create_answers_201_with_the_link_and_its_location(client):
+    response = await create(client, url="https://example.com/a?x=1")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["url"] == "https://example.com/a?x=1"
+    assert body["redirect_status"] == 302
+    assert body["short_url"] == f"https://sho.rt/{body['code']}"
+    assert len(body["code"]) >= 6
+    assert body["created_at"].endswith("Z")
+    assert response.headers["location"] == f"/api/v1/links/{body['code']}"
+
+
+async def test_generated_codes_are_hashids_of_the_row_id(client):
+    codes = [(await create(client)).json()["code"] for _ in range(3)]
+    codec = client.app.state.links.codec
+    assert [codec.decode(code) for code in codes] == [1, 2, 3]
+
+
+async def test_get_answers_the_same_shape_as_create(client):
+    created = (await create(client, alias="my-link", redirect_status=308)).json()
+    response = await client.get("/api/v1/links/my-link")
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_unknown_code_answers_404_problem_json(client):
+    response = await client.get("/api/v1/links/nosuch")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["type"] == "urn:linkgate:problem:link-not-found"
+    assert body["status"] == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"url": "ftp://example.com/x"}, "url", id="scheme-not-allowed"),
+        pytest.param({"url": "https://bank.com@evil.example/"}, "url", id="userinfo"),
+        pytest.param({"url": "https://sho.rt/abc"}, "url", id="own-host-loops"),
+        pytest.param({"url": "http://10.0.0.1/admin"}, "url", id="private-ip"),
+        pytest.param({"url": "https://example.com/" + "a" * 5000}, "url", id="too-long"),
+        pytest.param({"url": "https://example.com", "alias": "ab"}, "alias", id="alias-too-short"),
+        pytest.param({"url": "https://example.com", "alias": "docs"}, "alias", id="alias-reserved"),
+        pytest.param({"url": "https://example.com", "alias": "a b c"}, "alias", id="alias-bad-chars"),
+        pytest.param({"url": "https://example.com", "redirect_status": 303}, "redirect_status", id="status-303"),
+        pytest.param({"url": 42}, "url", id="url-not-text"),
+        pytest.param({}, "url", id="url-missing"),
+        pytest.param({"url": "https://example.com", "colour": "red"}, "colour", id="unknown-field"),
+    ],
+)
+async def test_bad_create_answers_422_naming_the_field(client, body, field):
+    response = await client.post("/api/v1/links", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["type"] == "urn:linkgate:problem:invalid-input"
+    assert any(error["field"].startswith(field) for error in problem["errors"]), problem
+
+
+async def test_malformed_json_answers_422_not_500(client):
+    response = await client.post(
+        "/api/v1/links", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_alias_that_decodes_as_a_generated_code_is_refused(client):
+    future_code = client.app.state.links.codec.encode(1000)
+    response = await create(client, alias=future_code)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "alias"
+
+
+async def test_taken_alias_answers_409(client):
+    assert (await create(client, alias="launch")).status_code == 201
+    response = await create(client, alias="launch", url="https://other.example/")
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:linkgate:problem:alias-taken"
+
+
+async def test_racing_creates_of_one_alias_give_one_201_and_the_rest_409(client):
+    responses = await asyncio.gather(
+        *(create(client, alias="race", url=f"https://example.com/{i}") for i in range(20))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 19
+
+
+async def test_list_is_newest_first_with_keyset_pagination(client):
+    made = [(await create(client, url=f"https://example.com/{i}")).json()["code"] for i in range(7)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/api/v1/links", params=params)).json()
+        assert len(page["data"]) <= 3
+        seen += [link["code"] for link in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+
+
+async def test_list_limit_is_capped(client, settings):
+    response = await client.get("/api/v1/links", params={"limit": settings.list_max_limit + 1})
+    assert response.status_code == 422
+
+
+async def test_list_refuses_a_forged_cursor(client):
+    response = await client.get("/api/v1/links", params={"cursor": "bm90LWEtY3Vyc29y"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_patch_changes_url_and_status_and_the_next_redirect_uses_them(client):
+    code = (await create(client, url="https://old.example/")).json()["code"]
+    assert (await client.get(f"/{code}")).headers["location"] == "https://old.example/"
+    response = await client.patch(
+        f"/api/v1/links/{code}", json={"url": "https://new.example/", "redirect_status": 307}
+    )
+    assert response.status_code == 200
+    assert response.json()["url"] == "https://new.example/"
+    redirect = await client.get(f"/{code}")
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == "https://new.example/"
+
+
+async def test_patch_validates_like_create(client):
+    code = (await create(client)).json()["code"]
+    response = await client.patch(f"/api/v1/links/{code}", json={"url": "javascript:alert(1)"})
+    assert response.status_code == 422
+    assert (await client.get(f"/api/v1/links/{code}")).json()["url"] == "https://example.com/landing"
+
+
+@pytest.mark.parametrize("body", [{"url": None}, {"redirect_status": None}], ids=["null-url", "null-status"])
+async def test_patch_refuses_null_for_required_fields(client, body):
+    code = (await create(client)).json()["code"]
+    response = await client.patch(f"/api/v1/links/{code}", json=body)
+    assert response.status_code == 422
+
+
+async def test_patch_of_unknown_code_answers_404(client):
+    response = await client.patch("/api/v1/links/nosuch", json={"redirect_status": 301})
+    assert response.status_code == 404
+
+
+async def test_delete_answers_204_then_404_and_the_code_is_never_reused(client):
+    code = (await create(client, alias="gone-soon")).json()["code"]
+    generated = (await create(client)).json()["code"]
+    assert (await client.get("/gone-soon")).status_code == 302
+    for victim in (code, generated):
+        assert (await client.delete(f"/api/v1/links/{victim}")).status_code == 204
+        assert (await client.get(f"/api/v1/links/{victim}")).status_code == 404
+        assert (await client.get(f"/{victim}")).status_code == 404
+        assert (await client.delete(f"/api/v1/links/{victim}")).status_code == 404
+    assert (await create(client, alias="gone-soon")).status_code == 409
+    fresh = [(await create(client)).json()["code"] for _ in range(3)]
+    assert generated not in fresh
+
+
+async def test_openapi_document_lists_the_link_routes(client):
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/api/v1/links", "/api/v1/links/{code}"} <= set(spec["paths"])
+    assert (await client.get("/docs")).status_code == 200

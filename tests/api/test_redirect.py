@@ -1,0 +1,147 @@
+"""The redirect path: statuses, headers, 404s, and the cache in front of SQL."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from sqlalchemy import event, update
+
+from service.store.models import Link
+
+from tests.support import make_settings, migrate, running_app
+
+
+async def make_link(client, **body) -> str:
+    body.setdefault("url", "https://example.com/target")
+    response = await client.post("/api/v1/links", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["code"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_redirect_answers_the_links_status_and_location(client, status, method):
+    code = await make_link(client, redirect_status=status)
+    response = await client.request(method, f"/{code}")
+    assert response.status_code == status
+    assert response.headers["location"] == "https://example.com/target"
+    assert response.content == b""
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_temporary_redirects_are_not_stored_by_browsers(client, status):
+    code = await make_link(client, redirect_status=status)
+    assert (await client.get(f"/{code}")).headers["cache-control"] == "private, no-store"
+
+
+@pytest.mark.parametrize("status", [301, 308])
+async def test_permanent_redirects_carry_the_configured_max_age(client, settings, status):
+    code = await make_link(client, redirect_status=status)
+    cache_control = (await client.get(f"/{code}")).headers["cache-control"]
+    assert cache_control == f"public, max-age={settings.permanent_redirect_max_age}"
+
+
+async def test_default_status_comes_from_settings(sqlite_url):
+    await migrate(sqlite_url)
+    settings = make_settings(sqlite_url, default_redirect_status=301, permanent_redirect_max_age=60)
+    async with running_app(settings, fakeredis.FakeAsyncRedis()) as client:
+        code = await make_link(client)
+        response = await client.get(f"/{code}")
+    assert response.status_code == 301
+    assert response.headers["cache-control"] == "public, max-age=60"
+
+
+async def test_unknown_code_answers_an_html_page_to_browsers(client):
+    response = await client.get("/nosuch1", headers={"accept": "text/html,application/xhtml+xml,*/*"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert b"Link not found" in response.content
+
+
+async def test_unknown_code_answers_problem_json_to_api_clients(client):
+    response = await client.get("/nosuch1", headers={"accept": "application/json"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:linkgate:problem:link-not-found"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/docs", "/openapi.json", "/metrics"])
+async def test_reserved_paths_are_served_by_the_service_not_treated_as_codes(client, path):
+    assert (await client.get(path)).status_code == 200
+
+
+async def test_request_id_is_echoed_or_generated(client):
+    code = await make_link(client)
+    echoed = await client.get(f"/{code}", headers={"x-request-id": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    first = (await client.get(f"/{code}")).headers["x-request-id"]
+    second = (await client.get(f"/{code}")).headers["x-request-id"]
+    assert first and second and first != second
+
+
+def count_link_selects(engine) -> list[str]:
+    statements: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "links" in statement:
+            statements.append(statement)
+
+    return statements
+
+
+async def test_unknown_codes_reach_sql_once_per_miss_ttl(client):
+    state = client.app.state
+    selects = count_link_selects(state.db.engine)
+    for _ in range(5):
+        state.redirector.forget_all()  # only Redis stands between the visitor and SQL now
+        assert (await client.get("/unknown1")).status_code == 404
+    assert len(selects) == 1
+    assert await state.cache.redis.ttl(state.cache.key("unknown1")) <= state.settings.cache_miss_ttl_seconds
+
+
+async def test_redirects_are_served_from_redis_once_cached(client):
+    state = client.app.state
+    code = await make_link(client)
+    selects = count_link_selects(state.db.engine)
+    for _ in range(3):
+        state.redirector.forget_all()
+        assert (await client.get(f"/{code}")).status_code == 302
+    assert selects == []
+
+
+async def test_create_replaces_a_cached_miss_for_its_alias(client):
+    assert (await client.get("/later-alias")).status_code == 404
+    await make_link(client, alias="later-alias")
+    assert (await client.get("/later-alias")).status_code == 302
+    client.app.state.redirector.forget_all()
+    assert (await client.get("/later-alias")).status_code == 302
+
+
+async def test_patch_and_delete_drop_the_redis_entry(client):
+    state = client.app.state
+    code = await make_link(client)
+    await client.get(f"/{code}")
+    key = state.cache.key(code)
+    assert await state.cache.redis.exists(key)
+    await client.patch(f"/api/v1/links/{code}", json={"url": "https://example.com/new"})
+    assert not await state.cache.redis.exists(key)
+    await client.get(f"/{code}")
+    await client.delete(f"/api/v1/links/{code}")
+    assert (await client.get(f"/{code}")).status_code == 404
+
+
+async def test_another_replicas_edit_shows_within_the_local_cache_ttl(client):
+    """A write made elsewhere (straight to SQL and Redis) is seen once the local entry expires."""
+    state = client.app.state
+    code = await make_link(client)
+    assert (await client.get(f"/{code}")).headers["location"] == "https://example.com/target"
+    async with state.db.transaction() as session:
+        await session.execute(update(Link).where(Link.code == code).values(url="https://elsewhere.example/"))
+    await state.cache.drop(code)
+    # Still the old answer from this process's memory ...
+    assert (await client.get(f"/{code}")).headers["location"] == "https://example.com/target"
+    # ... until its entry expires (the clock is moved, not slept).
+    real_clock = state.redirector._clock
+    state.redirector._clock = lambda: real_clock() + state.settings.local_cache_ttl_seconds + 0.01
+    assert (await client.get(f"/{code}")).headers["location"] == "https://elsewhere.example/"
