@@ -60,6 +60,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_table() -> str:
+    """The README's settings table, straight from the Settings class."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            default = ",".join(default) or "(empty)"
+        elif default is None:
+            default = "(unset)"
+        rows.append(f"| `LINKGATE_{name.upper()}` | `{default}` | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def cmd_settings(_args: argparse.Namespace) -> int:
+    print(settings_table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description="linkgate URL shortener")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=cmd_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations, then exit")
     migrate.set_defaults(run=cmd_migrate)
+    table = commands.add_parser("settings", help="print every setting, its default and meaning (Markdown)")
+    table.set_defaults(run=cmd_settings)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     return args.run(args)
