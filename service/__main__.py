@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -11,6 +10,7 @@ import tempfile
 from pydantic import ValidationError
 
 from .config import Settings
+from .observability import configure_logging
 
 
 def _settings() -> Settings:
@@ -33,6 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
+    configure_logging(settings.log_level)
     workers = args.workers or settings.workers
     if workers > 1 and not settings.redis_url:
         sys.exit(
@@ -56,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=args.graceful_timeout,
         log_level=settings.log_level.lower(),
+        log_config=None,  # the JSON logging set up above (and again in each worker)
     )
     return 0
 
@@ -93,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     table = commands.add_parser("settings", help="print every setting, its default and meaning (Markdown)")
     table.set_defaults(run=cmd_settings)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
     return args.run(args)
 
 

@@ -14,6 +14,7 @@ from .api import health, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
 from .links import LinkService
+from .observability import RequestContext, configure_logging
 from .query_filter import FilterLimits
 from .redirect import RedirectGateway, Redirector
 from .store import sql
@@ -58,12 +59,16 @@ async def _drain_invalidations_forever(service: LinkService, every_seconds: floa
             log.debug("pending invalidations not drained: %s", exc)
 
 
-def create_app(settings: Settings | None = None, *, redis_client=None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, redis_client=None, configure_logs: bool = True
+) -> FastAPI:
     """The whole service as an ASGI app; nothing connects until its lifespan starts."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if configure_logs:
+            configure_logging(settings.log_level)
         if settings.uses_dev_salt:
             log.warning("LINKGATE_HASHIDS_SALT is not set: using the development salt")
         db = sql.Database.open(
@@ -113,6 +118,7 @@ def create_app(settings: Settings | None = None, *, redis_client=None) -> FastAP
     problems.install(app)
     app.include_router(links_api.router)
     app.include_router(health.router)
+    app.add_middleware(RequestContext, access_log_enabled=settings.access_log)
     # Outermost, so a redirect skips everything FastAPI does per request.
     app.add_middleware(RedirectGateway, access_log_enabled=settings.access_log)
     return app

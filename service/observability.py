@@ -1,0 +1,84 @@
+"""JSON logs with request ids, and request metrics for everything but the redirect.
+
+(The redirect gateway counts and logs its own requests: it answers before
+this middleware is reached.)
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import time
+
+from pythonjsonlogger.json import JsonFormatter
+
+from . import metrics
+from .redirect import request_id_of
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+access_log = logging.getLogger("linkgate.access")
+
+
+class _RequestIdFilter(logging.Filter):
+    """Stamps the current request's id on every record logged while serving it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One JSON object per line on stdout: timestamp, level, logger, message, request_id."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter on every start
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+class RequestContext:
+    """X-Request-ID in and out, latency and count by route template, access log."""
+
+    def __init__(self, app, *, access_log_enabled: bool = True) -> None:
+        self.app = app
+        self._access_log = access_log_enabled
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = request_id_of(scope)
+        token = request_id_var.set(request_id.decode())
+        started = time.perf_counter()
+        status_holder = [500]
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method, status = scope["method"], status_holder[0]
+            metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+            metrics.LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
+            if self._access_log:
+                access_log.info("%s %s %d", method, scope["path"], status,
+                                extra={"status": status, "route": route})
+            request_id_var.reset(token)

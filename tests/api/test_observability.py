@@ -1,0 +1,89 @@
+"""Health, readiness, metrics and logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from prometheus_client import REGISTRY
+
+from service.observability import configure_logging
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_healthz_answers_while_the_process_runs(client):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_names_the_failing_check(client):
+    assert (await client.get("/readyz")).status_code == 200
+    from service.store.sql import Database
+
+    state = client.app.state
+    real, dead = state.db, Database.open("postgresql+asyncpg://linkgate@127.0.0.1:1/nowhere")
+    state.db = dead
+    try:
+        response = await client.get("/readyz")
+    finally:
+        state.db = real
+        await dead.close()
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["sql"]
+
+
+async def test_readyz_fails_until_migrations_are_at_head(tmp_path):
+    import fakeredis
+
+    from tests.support import make_settings, running_app
+
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/unmigrated.db")
+    async with running_app(settings, fakeredis.FakeAsyncRedis()) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"] == "not at head"
+
+
+async def test_metrics_count_requests_by_route_template_and_redirects_by_status(client):
+    code = (await client.post("/api/v1/links", json={"url": "https://example.com/"})).json()["code"]
+    api_before = sample("linkgate_http_requests_total", method="GET", route="/api/v1/links/{code}", status="200")
+    redirects_before = sample("linkgate_redirects_total", status="302")
+    await client.get(f"/api/v1/links/{code}")
+    await client.get(f"/{code}")
+    await client.get(f"/{code}")
+    text = (await client.get("/metrics")).text
+    assert "linkgate_build_info" in text
+    assert f'route="/api/v1/links/{code}"' not in text  # templates, never raw paths
+    assert sample("linkgate_http_requests_total", method="GET", route="/api/v1/links/{code}", status="200") == api_before + 1
+    assert sample("linkgate_redirects_total", status="302") == redirects_before + 2
+
+
+async def test_every_response_carries_a_request_id(client):
+    response = await client.get("/api/v1/links", headers={"x-request-id": "trace-42"})
+    assert response.headers["x-request-id"] == "trace-42"
+    assert (await client.get("/api/v1/links/nosuch")).headers["x-request-id"]
+
+
+def test_logs_are_one_json_object_per_line_with_the_request_id():
+    from service.observability import request_id_var
+
+    configure_logging("INFO")
+    root = logging.getLogger()
+    stream = io.StringIO()
+    root.handlers[0].setStream(stream)
+    token = request_id_var.set("req-7")
+    try:
+        logging.getLogger("linkgate.test").info("hello %s", "world")
+    finally:
+        request_id_var.reset(token)
+        root.handlers[:] = []
+    record = json.loads(stream.getvalue().strip())
+    assert record["message"] == "hello world"
+    assert record["level"] == "INFO"
+    assert record["request_id"] == "req-7"
+    assert "timestamp" in record
