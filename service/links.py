@@ -117,6 +117,22 @@ class LinkService:
         await self.cache.put(link.code, cached_form(link))
         return link
 
+    async def bulk_create(self, urls: list[str], *, redirect_status: int | None = None) -> list[str]:
+        """Create many links in one transaction (seeding, imports); returns their codes in order.
+
+        Each URL passes the same rules as a single create.
+        """
+        targets = [normalise_target(url, self.target_rules) for url in urls]
+        status = self._status(redirect_status)
+        async with self.db.transaction() as session:
+            ids = await sql.reserve_ids(session=session, count=len(targets))
+            rows = [
+                {"id": row_id, "code": self.codec.encode(row_id), "url": target, "redirect_status": status}
+                for row_id, target in zip(ids, targets, strict=True)
+            ]
+            await sql.bulk_insert_links(session=session, rows=rows, now=self.clock())
+        return [row["code"] for row in rows]
+
     async def get(self, code: str) -> Link:
         async with self.db.reading() as session:
             link = await sql.find_live_link(session=session, code=code)
