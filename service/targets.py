@@ -17,8 +17,14 @@ FIELD = "url"
 # Bytes that may stand in a URL as they are; anything else (non-ASCII text,
 # spaces) is percent-encoded, so Location headers are always plain ASCII.
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ASCII_HOST = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+# C0 and C1 control characters and DEL. Refused anywhere, ends included: a
+# CR/LF in a target is header injection waiting for a careless proxy.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ASCII_LABEL = re.compile(r"[a-z0-9_-]+")
+# What may follow "]" in an IPv6 netloc; urlsplit lets "[::1]junk" through.
+_AFTER_IPV6 = re.compile(r"(:[0-9]*)?")
+_MAX_LABEL = 63
+_MAX_HOST = 253
 # WHATWG URL parsing treats a host whose last label is numeric as IPv4
 # ("127.1", "0x7f.0.0.1", "2130706433" all mean loopback in a browser).
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
@@ -33,8 +39,10 @@ class TargetRules:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TargetRules:
-        blocked = {h.lower().rstrip(".") for h in settings.blocked_hosts}
-        blocked.add(settings.public_host)
+        # Held in the form normalise_target produces, so "Sho.RT.", "bücher.de"
+        # or "0:0::1" in the settings still match the targets they name.
+        blocked = {_canonical_host(h) for h in settings.blocked_hosts if h.strip()}
+        blocked.add(_canonical_host(settings.public_host))
         return cls(
             allowed_schemes=frozenset(settings.allowed_schemes),
             max_length=settings.max_url_length,
@@ -48,23 +56,61 @@ def _refuse(reason: str) -> InvalidInput:
 
 
 def _normalise_host(raw_host: str) -> str:
-    host = raw_host.rstrip(".").lower()
+    host = raw_host
+    if not host.isascii():
+        # UTS 46 mapping first, as browsers do: it folds case, full-width
+        # letters and digits, and the ideographic full stop "。" to ".".
+        try:
+            host = idna.uts46_remap(host, std3_rules=False, transitional=False)
+        except idna.IDNAError as exc:
+            raise _refuse(f"host '{raw_host}' is not a valid international domain name ({exc})") from None
+    host = host.lower().rstrip(".")
     if not host:
         raise _refuse("needs a host")
-    if host.isascii():
-        if not _ASCII_HOST.fullmatch(host):
+    host = ".".join(_normalise_label(label, raw_host) for label in host.split("."))
+    if len(host) > _MAX_HOST:
+        raise _refuse(f"host is longer than {_MAX_HOST} characters")
+    return host
+
+
+def _normalise_label(label: str, raw_host: str) -> str:
+    if label.isascii():
+        # Plain ASCII labels keep what DNS allows in practice ("_dmarc",
+        # "r3---sn-x"), which is more than IDNA 2008 would.
+        if not _ASCII_LABEL.fullmatch(label):
             raise _refuse(f"host '{raw_host}' is not a valid host name")
-        return host
+        if label.startswith("xn--"):
+            try:
+                idna.ulabel(label)
+            except (idna.IDNAError, UnicodeError):
+                raise _refuse(f"host '{raw_host}' holds a broken punycode label '{label}'") from None
+    else:
+        try:
+            label = idna.alabel(label).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise _refuse(f"host '{raw_host}' is not a valid international domain name ({exc})") from None
+    if len(label) > _MAX_LABEL:
+        raise _refuse(f"host '{raw_host}' has a label longer than {_MAX_LABEL} characters")
+    return label
+
+
+def _canonical_host(host: str) -> str:
+    """A host from the settings in normalised form; as written if it does not normalise."""
+    host = host.strip().strip("[]")
     try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise _refuse(f"host '{raw_host}' is not a valid international domain name ({exc})") from None
+        if ":" in host:
+            return ipaddress.IPv6Address(host).compressed
+        normalised = _normalise_host(host)
+        ip = _ip_of(normalised)
+        return normalised if ip is None else ip.compressed
+    except (InvalidInput, ValueError):
+        return host.lower().rstrip(".")
 
 
 def _ip_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if host.startswith("["):
         try:
-            return ipaddress.IPv6Address(host[1:-1].split("%")[0])
+            return ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             raise _refuse(f"host '{host}' is not a valid IPv6 literal") from None
     if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
@@ -78,8 +124,11 @@ def _ip_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    # not is_global also covers ranges that are neither "private" nor
+    # "reserved" to ipaddress, such as the carrier-grade NAT 100.64.0.0/10.
     return (
-        ip.is_private
+        not ip.is_global
+        or ip.is_private
         or ip.is_loopback
         or ip.is_link_local
         or ip.is_reserved
@@ -90,16 +139,19 @@ def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def normalise_target(url: str, rules: TargetRules) -> str:
     """The URL as linkgate stores it, or InvalidInput saying what is wrong with it."""
-    url = url.strip()
+    url = url.strip(" ")
     if not url:
         raise _refuse("must not be empty")
     if _CONTROL.search(url):
-        raise _refuse("must not contain control characters (CR, LF, tab, ...)")
+        raise _refuse("must not contain control characters (CR, LF, tab, NUL, ...)")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _refuse("is not valid Unicode text (it holds a lone surrogate)") from None
     if len(url) > rules.max_length:
         raise _refuse(f"is longer than {rules.max_length} characters")
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
         raise _refuse(f"is not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
@@ -111,9 +163,20 @@ def normalise_target(url: str, rules: TargetRules) -> str:
     if "@" in parts.netloc:
         raise _refuse("must not contain a user name or password (user:pass@host)")
     if parts.hostname is None or not parts.netloc:
-        raise _refuse("needs a host")
+        raise _refuse("needs a host, as in https://example.com/")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise _refuse("has an invalid port (it must be a number from 1 to 65535)")
 
     if parts.netloc.startswith("["):
+        after = parts.netloc.partition("]")[2]
+        if not _AFTER_IPV6.fullmatch(after):
+            raise _refuse(f"has '{after}' after the IPv6 address where only ':port' may stand")
+        if "%" in parts.hostname:
+            raise _refuse("must not carry an IPv6 zone identifier (%25...)")
         host = f"[{parts.hostname}]"
     else:
         host = _normalise_host(parts.hostname)
@@ -124,8 +187,7 @@ def normalise_target(url: str, rules: TargetRules) -> str:
             raise _refuse(f"points at an internal address ({ip}); such targets are not allowed")
     elif not rules.allow_private and (host == "localhost" or host.endswith(".localhost")):
         raise _refuse("points at localhost; such targets are not allowed")
-    bare_host = host.strip("[]")
-    if host in rules.blocked_hosts or bare_host in rules.blocked_hosts:
+    if host.strip("[]") in rules.blocked_hosts:
         raise _refuse(f"host '{host}' is not allowed (it would loop or is blocked by the operator)")
 
     netloc = host if port is None else f"{host}:{port}"
