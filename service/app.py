@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from . import __version__
+from . import __version__, metrics
 from .api import health, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
@@ -47,6 +47,29 @@ def open_redis(settings: Settings):
     return fakeredis.FakeAsyncRedis()
 
 
+class LinkgateApp(FastAPI):
+    """FastAPI with the redirect gateway in front of its whole middleware stack.
+
+    Starlette always puts its error middleware outermost; a redirect should not
+    pay for that (or for anything else per request), so the gateway wraps the
+    finished stack instead of joining it.
+    """
+
+    def __init__(self, *, access_log_enabled: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.redirect_gateway = RedirectGateway(None, access_log_enabled=access_log_enabled)
+
+    def build_middleware_stack(self):
+        self.redirect_gateway.app = super().build_middleware_stack()
+        return self.redirect_gateway
+
+
+async def _every_second_flush_metrics() -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        metrics.TALLY.flush()
+
+
 async def _drain_invalidations_forever(service: LinkService, every_seconds: float) -> None:
     """Drop cache entries left stale while Redis was away (writes remembered them in SQL)."""
     while True:
@@ -61,12 +84,12 @@ async def _drain_invalidations_forever(service: LinkService, every_seconds: floa
 
 def create_app(
     settings: Settings | None = None, *, redis_client=None, configure_logs: bool = True
-) -> FastAPI:
+) -> LinkgateApp:
     """The whole service as an ASGI app; nothing connects until its lifespan starts."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: LinkgateApp) -> AsyncIterator[None]:
         if configure_logs:
             configure_logging(settings.log_level)
         if settings.uses_dev_salt:
@@ -97,18 +120,27 @@ def create_app(
         )
         service.on_change.append(redirector.forget)
         app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
-        drainer = asyncio.create_task(_drain_invalidations_forever(service, 5.0))
+        app.redirect_gateway.redirector = redirector
+        tasks = [
+            asyncio.create_task(_drain_invalidations_forever(service, 5.0)),
+            asyncio.create_task(_every_second_flush_metrics()),
+        ]
         try:
             yield
         finally:
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
+            app.redirect_gateway.redirector = None
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            metrics.TALLY.flush()
             if redis_client is None:
                 await redis_client_.aclose()
             await db.close()
 
-    app = FastAPI(
+    app = LinkgateApp(
+        access_log_enabled=settings.access_log,
         title="linkgate",
         version=__version__,
         description=DESCRIPTION,
@@ -119,6 +151,4 @@ def create_app(
     app.include_router(links_api.router)
     app.include_router(health.router)
     app.add_middleware(RequestContext, access_log_enabled=settings.access_log)
-    # Outermost, so a redirect skips everything FastAPI does per request.
-    app.add_middleware(RedirectGateway, access_log_enabled=settings.access_log)
     return app

@@ -8,6 +8,7 @@ every worker writes its samples there and /metrics adds them up.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,8 +58,33 @@ BUILD_INFO = Gauge(
 BUILD_INFO.labels(version=__version__).set(1)
 
 
+class Tally:
+    """Counts hot-path events in plain ints and adds them to their counters in one go.
+
+    A prometheus Counter.inc costs about a microsecond (a lock and, with
+    several workers, a write to a shared file); the redirect path counts three
+    things per request, so it adds to a dict here instead, and flush() hands
+    the sums on. The app flushes every second and before each scrape.
+    """
+
+    def __init__(self) -> None:
+        self.counts: defaultdict = defaultdict(int)
+
+    def add(self, child, amount: int = 1) -> None:
+        self.counts[child] += amount
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, defaultdict(int)
+        for child, amount in counts.items():
+            child.inc(amount)
+
+
+TALLY = Tally()
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text for this process, or for all workers in multiprocess mode."""
+    TALLY.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -130,20 +130,20 @@ class Redirector:
         now = self._clock()
         held = self._local.get(code)
         if held is not None and held[0] > now:
-            self._local_hit.inc()
+            metrics.TALLY.add(self._local_hit)
             return held[1]
         redis_answered = True
         try:
             cached = await self._cache.get(code)
         except CacheUnavailable:
-            self._redis_error.inc()
+            metrics.TALLY.add(self._redis_error)
             cached, redis_answered = None, False
         if cached is None:
             if redis_answered:
-                self._redis_miss.inc()
+                metrics.TALLY.add(self._redis_miss)
             destination = await self._load(code, fill_cache=redis_answered)
         else:
-            self._redis_hit.inc()
+            metrics.TALLY.add(self._redis_hit)
             destination = None if cached is MISSING else self.destination(cached)
         self._remember(code, destination, now)
         return destination
@@ -197,56 +197,38 @@ class Redirector:
 
 
 class RedirectGateway:
-    """Answers GET/HEAD /<code> itself; everything else goes to the wrapped app."""
+    """Answers GET/HEAD /<code> itself; everything else goes to the wrapped app.
+
+    It sits outside Starlette's own error middleware (see service.app), so it
+    guards its own errors: a visitor gets a 500 problem, never a dropped
+    connection.
+    """
 
     def __init__(self, app, *, access_log_enabled: bool = True) -> None:
         self.app = app
+        # Set by the app's lifespan; until then every request goes to the app.
+        self.redirector: Redirector | None = None
         self._access_log = access_log_enabled
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
         self._requests: dict[tuple[str, int], object] = {}
         self._latency = {m: metrics.LATENCY.labels(method=m, route="/{code}") for m in ("GET", "HEAD")}
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        redirector = self.redirector
+        if redirector is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         code = scope["path"][1:]
         if not CODE_PATTERN.fullmatch(code) or is_reserved(code):
             return await self.app(scope, receive, send)
-        redirector: Redirector | None = getattr(scope["app"].state, "redirector", None)
-        if redirector is None:  # lifespan not run (never in production)
-            return await self.app(scope, receive, send)
         started = time.perf_counter()
         request_id = request_id_of(scope)
         try:
-            destination = await redirector.find(code)
-        except StorageUnavailable:
-            status = 503
-            await self._problem(send, scope, request_id, 503, "storage-unavailable",
-                                "Storage unavailable", "The link store cannot be reached; try again shortly.",
-                                extra_headers=[(b"retry-after", redirector.retry_after)])
-        else:
-            if destination is None:
-                status = 404
-                await self._not_found(send, scope, request_id, code)
-            else:
-                status = destination.status
-                location, dropped = destination.filter.apply(
-                    destination.url, scope["query_string"].decode("latin-1")
-                )
-                if dropped:
-                    metrics.QUERY_PARAMS_DROPPED.inc(dropped)
-                await send({
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"location", location.encode("latin-1")),
-                        (b"cache-control", destination.cache_control),
-                        (b"content-length", b"0"),
-                        (b"x-request-id", request_id),
-                    ],
-                })
-                await send({"type": "http.response.body", "body": b""})
-                self._redirects[status].inc()
+            status = await self._redirect(redirector, code, scope, send, request_id)
+        except Exception:
+            log.exception("redirect of %s failed", code)
+            status = 500
+            await self._problem(send, scope, request_id, 500, "internal", "Internal error",
+                                "Something went wrong on our side.")
         self._observe(scope["method"], status, started)
         if self._access_log:
             access_log.info(
@@ -254,12 +236,41 @@ class RedirectGateway:
                 extra={"request_id": request_id.decode(), "status": status, "route": "/{code}"},
             )
 
+    async def _redirect(self, redirector: Redirector, code: str, scope, send, request_id: bytes) -> int:
+        try:
+            destination = await redirector.find(code)
+        except StorageUnavailable:
+            await self._problem(send, scope, request_id, 503, "storage-unavailable",
+                                "Storage unavailable", "The link store cannot be reached; try again shortly.",
+                                extra_headers=[(b"retry-after", redirector.retry_after)])
+            return 503
+        if destination is None:
+            await self._not_found(send, scope, request_id, code)
+            return 404
+        location, dropped = destination.filter.apply(destination.url, scope["query_string"].decode("latin-1"))
+        if dropped:
+            metrics.TALLY.add(metrics.QUERY_PARAMS_DROPPED, dropped)
+        status = destination.status
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"location", location.encode("latin-1")),
+                (b"cache-control", destination.cache_control),
+                (b"content-length", b"0"),
+                (b"x-request-id", request_id),
+            ],
+        })
+        await send({"type": "http.response.body", "body": b""})
+        metrics.TALLY.add(self._redirects[status])
+        return status
+
     def _observe(self, method: str, status: int, started: float) -> None:
         counter = self._requests.get((method, status))
         if counter is None:
             counter = metrics.REQUESTS.labels(method=method, route="/{code}", status=str(status))
             self._requests[(method, status)] = counter
-        counter.inc()
+        metrics.TALLY.add(counter)
         self._latency[method].observe(time.perf_counter() - started)
 
     async def _not_found(self, send, scope, request_id: bytes, code: str) -> None:

@@ -145,3 +145,16 @@ async def test_another_replicas_edit_shows_within_the_local_cache_ttl(client):
     real_clock = state.redirector._clock
     state.redirector._clock = lambda: real_clock() + state.settings.local_cache_ttl_seconds + 0.01
     assert (await client.get(f"/{code}")).headers["location"] == "https://elsewhere.example/"
+
+
+async def test_an_unexpected_error_on_the_redirect_path_answers_a_500_problem(client, monkeypatch):
+    code = await make_link(client)
+
+    async def broken(_code):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(client.app.redirect_gateway.redirector, "find", broken)
+    response = await client.get(f"/{code}", headers={"accept": "application/json"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:linkgate:problem:internal"
