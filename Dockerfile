@@ -3,7 +3,10 @@
 # linkgate container image.
 #
 #   docker build -t linkgate/linkgate:0.1.0 .
-#   docker run --rm -p 8000:8000 linkgate/linkgate:0.1.0
+#   docker run --rm -v linkgate-data:/var/lib/linkgate linkgate/linkgate:0.1.0 migrate
+#   docker run --rm -p 8000:8000 -v linkgate-data:/var/lib/linkgate linkgate/linkgate:0.1.0
+#
+# (SQLite in a volume, for a look; docs/deploy.md has the real deployment.)
 #
 # Two stages: "build" installs the dependencies and the package into a venv
 # at /opt/venv; "runtime" copies only that venv onto a fresh slim base, so no
