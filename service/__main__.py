@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,  # linkgate logs requests itself (LINKGATE_ACCESS_LOG)
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
         timeout_graceful_shutdown=args.graceful_timeout,
         log_level=settings.log_level.lower(),

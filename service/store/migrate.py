@@ -42,9 +42,21 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def is_at_head(engine: AsyncEngine) -> bool:
+async def schema_state(engine: AsyncEngine) -> str:
+    """'ok' at this code's head; 'ahead' when a newer release already migrated
+    (this code still works: migrations only add until a later release
+    removes); 'behind' when the schema is older than this code needs."""
     async with engine.connect() as connection:
         current = await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
-    return current == head_revision()
+    script = ScriptDirectory.from_config(alembic_config())
+    if current == script.get_current_head():
+        return "ok"
+    if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+        return "ahead"
+    return "behind"
+
+
+async def is_at_head(engine: AsyncEngine) -> bool:
+    return await schema_state(engine) == "ok"

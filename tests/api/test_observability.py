@@ -87,3 +87,30 @@ def test_logs_are_one_json_object_per_line_with_the_request_id():
     assert record["level"] == "INFO"
     assert record["request_id"] == "req-7"
     assert "timestamp" in record
+
+
+async def test_readyz_can_tolerate_shared_dependencies_for_the_kubernetes_probe(client):
+    from service.store.sql import Database
+
+    state = client.app.state
+    real, dead = state.db, Database.open("postgresql+asyncpg://linkgate@127.0.0.1:1/nowhere")
+    state.db = dead
+    try:
+        response = await client.get("/readyz", params={"tolerate": "sql,redis"})
+    finally:
+        state.db = real
+        await dead.close()
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["failing"] == ["sql"]
+
+
+async def test_readyz_stays_ready_when_a_newer_release_already_migrated(client):
+    from sqlalchemy import text
+
+    engine = client.app.state.db.engine
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = 'from-a-newer-release'"))
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"]["migrations"] == "ok"
