@@ -10,6 +10,7 @@ The prefix matters on Kubernetes: a Service named ``redis`` injects
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "LINKGATE_"
 DEV_HASHIDS_SALT = "linkgate-development-salt-do-not-use-in-production"
 HASHIDS_DEFAULT_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ1234567890"
+# hashids takes these out of the alphabet to separate numbers; what is left
+# carries the id. Too little left and codes grow past CODE_PATTERN's 64.
+HASHIDS_SEPARATORS = frozenset("cfhistuCFHISTU")
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -29,8 +33,6 @@ def _split_list(value: object) -> object:
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):
-            import json
-
             return json.loads(stripped)
         return [item.strip() for item in stripped.split(",") if item.strip()]
     return value
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `python -m service serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m service serve` binds.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes of `serve`.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies whose X-Forwarded-For/Proto are trusted (comma-separated, or * behind an ingress).",
+    )
     public_base_url: str = Field(
         "http://127.0.0.1:8000",
         description="What every short_url starts with; its host is refused as a link target.",
@@ -166,10 +172,26 @@ class Settings(BaseSettings):
     @field_validator("public_base_url")
     @classmethod
     def _base_url_has_host(cls, value: str) -> str:
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises on a port that is not 0-65535
+        except ValueError:
+            raise ValueError("public_base_url must be an absolute http(s) URL with a valid port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("public_base_url must be an absolute http(s) URL")
-        return value.rstrip("/")
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            # Short URLs are this plus "/<code>"; a query or fragment would swallow the code.
+            raise ValueError("public_base_url must not carry user info, a query or a fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("hashids_salt", mode="before")
+    @classmethod
+    def _salt_without_whitespace(cls, value: object) -> object:
+        # A secret file is read stripped; the same secret in an env var must
+        # give the same salt (and codes), trailing newline or not.
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @field_validator("hashids_alphabet")
     @classmethod
@@ -178,12 +200,19 @@ class Settings(BaseSettings):
             raise ValueError("hashids_alphabet needs 16 or more unique characters")
         if any(not (ch.isascii() and (ch.isalnum() or ch in "_-")) for ch in value):
             raise ValueError("hashids_alphabet may hold only [A-Za-z0-9_-]")
+        if len(set(value) - HASHIDS_SEPARATORS) < 16:
+            raise ValueError(
+                "hashids_alphabet needs 16 or more characters besides c, f, h, i, s, t, u "
+                "(either case), which hashids keeps as separators"
+            )
         return value
 
     @model_validator(mode="after")
     def _production_needs_salt(self) -> Settings:
-        if self.env == "production" and not self.hashids_salt:
-            raise ValueError("LINKGATE_HASHIDS_SALT must be set when LINKGATE_ENV=production")
+        if self.env == "production" and self.uses_dev_salt:
+            raise ValueError(
+                "LINKGATE_HASHIDS_SALT must be set to a secret of your own when LINKGATE_ENV=production"
+            )
         return self
 
     @property
@@ -192,7 +221,7 @@ class Settings(BaseSettings):
 
     @property
     def uses_dev_salt(self) -> bool:
-        return not self.hashids_salt
+        return self.effective_salt == DEV_HASHIDS_SALT
 
     @property
     def public_host(self) -> str:
