@@ -51,6 +51,9 @@ class CodeCodec:
         self._hashids = Hashids(salt=salt, min_length=min_length, alphabet=alphabet)
 
     def encode(self, row_id: int) -> str:
+        # hashids answers "" for a negative number; a link must never get an empty code.
+        if row_id < 0:
+            raise ValueError(f"row ids are not negative, got {row_id}")
         return self._hashids.encode(row_id)
 
     def decode(self, code: str) -> int | None:
