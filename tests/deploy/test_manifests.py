@@ -134,7 +134,9 @@ def test_base_has_every_piece_of_the_stack() -> None:
 @ALL_TARGETS
 def test_probe_and_metrics_paths_are_routes_of_the_app(target: str) -> None:
     container = app_container(render(target))
-    probe_paths = {container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+    probe_paths = {
+        container[p]["httpGet"]["path"].split("?")[0] for p in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
     annotations = app_deployment(render(target))["spec"]["template"]["metadata"]["annotations"]
     wanted = probe_paths | {annotations["prometheus.io/path"]}
     missing = paths_the_app_does_not_serve(wanted)
@@ -146,7 +148,16 @@ def test_liveness_is_healthz_and_readiness_is_readyz(target: str) -> None:
     container = app_container(render(target))
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?tolerate=sql,redis"
+
+
+@ALL_TARGETS
+def test_the_readiness_probe_tolerates_only_checks_the_app_knows(target: str) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    path = app_container(render(target))["readinessProbe"]["httpGet"]["path"]
+    tolerated = parse_qs(urlsplit(path).query)["tolerate"][0].split(",")
+    assert set(tolerated) <= {"sql", "redis"}
 
 
 @ALL_TARGETS
