@@ -295,6 +295,7 @@ class _Target(NamedTuple):
     segments: tuple[str, ...]  # the target's query parameters, then `add`, raw; empty ones left out
     names: tuple[str, ...]  # decoded name of each segment
     name_set: frozenset[str]
+    freed: dict[str, int]  # bytes the Location loses when a name's segments are replaced
     # the Location when no visitor parameter is forwarded: the target as stored,
     # or the target with `add` merged in
     plain: str
@@ -318,6 +319,9 @@ def _split_target(target: str, add_segments: tuple[str, ...]) -> _Target:
         base, query = rest, ""
     segments = tuple(s for s in query.split("&") if s) + add_segments
     names = tuple(decode_name(s.partition("=")[0]) for s in segments)
+    freed: dict[str, int] = {}
+    for segment, name in zip(segments, names):
+        freed[name] = freed.get(name, 0) + len(segment) + 1
     joined = "&".join(segments)
     query_prefix = f"{base}?{joined}"
     plain = f"{query_prefix}{fragment}" if add_segments else target
@@ -329,6 +333,7 @@ def _split_target(target: str, add_segments: tuple[str, ...]) -> _Target:
         segments,
         names,
         frozenset(names),
+        freed,
         plain,
         query_prefix,
         "&" if segments else "",
@@ -395,9 +400,11 @@ class CompiledFilter:
     def _merge(self, parts: _Target, raw_query: str) -> tuple[list[str] | None, list[str], int]:
         """(target-side segments kept, or None for all of them; visitor segments forwarded;
         parameters dropped by a limit)."""
-        rule, conflict = self._rule, self._conflict
+        rule = self._rule
         decisions = rule.decisions if rule is not None else None
-        target_names = parts.name_set
+        keeps_target = self._conflict == "target"
+        replaces = self._conflict == "request"
+        target_names, freed = parts.name_set, parts.freed
         max_name, max_value, max_params = self._max_name, self._max_value, self._max_params
         budget = self._max_location
         length = parts.length
@@ -422,9 +429,11 @@ class CompiledFilter:
                     ok = rule.passes(name)
                 if not ok:
                     continue
-            clash = name in target_names
-            if clash and conflict == "target":
-                continue
+            replacing = False
+            if name in target_names:
+                if keeps_target:
+                    continue
+                replacing = replaces and name not in replaced
             if full or len(raw_name) > max_name or len(value) > max_value:
                 dropped += 1
                 continue
@@ -433,8 +442,8 @@ class CompiledFilter:
                 full = True
                 continue
             grows = len(segment) + 1
-            if clash and conflict == "request" and name not in replaced:
-                grows -= sum(len(s) + 1 for s, n in zip(parts.segments, parts.names) if n == name)
+            if replacing:
+                grows -= freed[name]
             if length + grows > budget:
                 # Stop here rather than skip: the forwarded parameters stay a prefix
                 # of what the policy lets through, so a repeated name keeps its order.
@@ -442,7 +451,7 @@ class CompiledFilter:
                 full = True
                 continue
             length += grows
-            if clash and conflict == "request":
+            if replacing:
                 replaced.add(name)
             forwarded.append(segment)
 
