@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench migrate lint clean
+.PHONY: install run test test-fast bench migrate readme clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "linkgate needs Python 3.11 or newer")'
@@ -27,6 +27,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/api -x -q
+
+readme: install
+	$(BIN)/python docs/sync_readme.py
 
 bench: install
 	$(BIN)/python -m bench
