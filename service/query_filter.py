@@ -166,7 +166,9 @@ def check_policy(policy: QueryPolicy, limits: FilterLimits) -> None:
         if len(_encode_add(name)) > limits.max_name_length:
             raise PolicyError(field, f"name is longer than {limits.max_name_length} characters once encoded")
         if len(_encode_add(value)) > limits.max_value_length:
-            raise PolicyError(field, f"value is longer than {limits.max_value_length} characters once encoded")
+            raise PolicyError(
+                field, f"value is longer than {limits.max_value_length} characters once encoded"
+            )
     added = sum(len(_encode_add(name)) + len(_encode_add(value)) + 2 for name, value in policy.add.items())
     if added >= limits.max_location_length:
         raise PolicyError(
@@ -320,7 +322,7 @@ def _split_target(target: str, add_segments: tuple[str, ...]) -> _Target:
     segments = tuple(s for s in query.split("&") if s) + add_segments
     names = tuple(decode_name(s.partition("=")[0]) for s in segments)
     freed: dict[str, int] = {}
-    for segment, name in zip(segments, names):
+    for segment, name in zip(segments, names, strict=True):
         freed[name] = freed.get(name, 0) + len(segment) + 1
     joined = "&".join(segments)
     query_prefix = f"{base}?{joined}"
@@ -378,7 +380,7 @@ class CompiledFilter:
         return _split_target(target, self._add_segments)
 
     def apply(self, target: str, raw_query: str) -> tuple[str, int]:
-        """The Location for a visitor of `target` who sent `raw_query`, and how many parameters a limit dropped."""
+        """(Location for a visitor of `target` who sent `raw_query`, parameters a limit dropped)."""
         if self._drop or not raw_query:
             if not self._add_segments:
                 return target, 0
@@ -417,10 +419,7 @@ class CompiledFilter:
             if not segment:
                 continue
             raw_name, _, value = segment.partition("=")
-            if "%" in raw_name or "+" in raw_name:
-                name = decode_name(raw_name)
-            else:
-                name = raw_name
+            name = decode_name(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
             if not name:
                 continue
             if rule is not None:
@@ -457,7 +456,7 @@ class CompiledFilter:
 
         if not replaced:
             return None, forwarded, dropped
-        kept = [s for s, n in zip(parts.segments, parts.names) if n not in replaced]
+        kept = [s for s, n in zip(parts.segments, parts.names, strict=True) if n not in replaced]
         return kept, forwarded, dropped
 
 

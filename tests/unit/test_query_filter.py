@@ -32,7 +32,9 @@ def policy(**fields: object) -> QueryPolicy:
     return QueryPolicy.model_validate(fields)
 
 
-def location(target: str, query: str, policy_: QueryPolicy | None = None, limits_: FilterLimits = DEFAULTS) -> str:
+def location(
+    target: str, query: str, policy_: QueryPolicy | None = None, limits_: FilterLimits = DEFAULTS
+) -> str:
     return compile_filter(policy_, limits_).apply(target, query)[0]
 
 
@@ -45,7 +47,9 @@ MERGE = [
     pytest.param(f"{T}?x=1", "a=1", f"{T}?x=1&a=1", id="visitor-parameters-follow-the-target-ones"),
     pytest.param(f"{T}#top", "a=1", f"{T}?a=1#top", id="fragment-stays-at-the-end"),
     pytest.param(f"{T}?x=1#top", "a=1", f"{T}?x=1&a=1#top", id="fragment-after-the-merged-query"),
-    pytest.param(f"{T}#a?b=1", "a=1", f"{T}?a=1#a?b=1", id="question-mark-inside-the-fragment-is-not-a-query"),
+    pytest.param(
+        f"{T}#a?b=1", "a=1", f"{T}?a=1#a?b=1", id="question-mark-inside-the-fragment-is-not-a-query"
+    ),
     pytest.param(f"{T}?x=1&&y=2", "a=1", f"{T}?x=1&y=2&a=1", id="empty-target-segments-are-not-parameters"),
     pytest.param("https://example.com", "a=1", "https://example.com?a=1", id="target-without-path"),
 ]
@@ -65,7 +69,9 @@ UNTOUCHED = [
 
 
 @pytest.mark.parametrize("target", UNTOUCHED)
-@pytest.mark.parametrize("query", ["", "&", "&&", "=x", "fbclid=1"], ids=["empty", "amp", "amps", "no-name", "denied"])
+@pytest.mark.parametrize(
+    "query", ["", "&", "&&", "=x", "fbclid=1"], ids=["empty", "amp", "amps", "no-name", "denied"]
+)
 def test_the_target_is_returned_as_stored_when_nothing_is_forwarded(target: str, query: str) -> None:
     assert compile_filter(policy(deny=["fbclid"]), DEFAULTS).apply(target, query) == (target, 0)
 
@@ -141,7 +147,12 @@ def test_nothing_the_visitor_sends_changes_scheme_host_path_or_fragment(query: s
 
     target = "https://example.com/a/b?x=0#frag"
     result = urlsplit(location(target, query))
-    assert (result.scheme, result.netloc, result.path, result.fragment) == ("https", "example.com", "/a/b", "frag")
+    assert (result.scheme, result.netloc, result.path, result.fragment) == (
+        "https",
+        "example.com",
+        "/a/b",
+        "frag",
+    )
     assert not re.search(r"[\x00-\x20\x7f-\uffff]", location(target, query))
 
 
@@ -156,7 +167,9 @@ MODES = [
 
 
 @pytest.mark.parametrize(("policy_", "query", "expected"), MODES)
-def test_mode_decides_whether_any_visitor_parameter_passes(policy_: QueryPolicy, query: str, expected: str) -> None:
+def test_mode_decides_whether_any_visitor_parameter_passes(
+    policy_: QueryPolicy, query: str, expected: str
+) -> None:
     assert location(T, query, policy_) == expected
 
 
@@ -184,7 +197,9 @@ ALLOW = [
 
 
 @pytest.mark.parametrize(("allow", "query", "forwarded"), ALLOW)
-def test_only_allowed_names_pass_when_an_allow_list_is_given(allow: list[str], query: str, forwarded: str) -> None:
+def test_only_allowed_names_pass_when_an_allow_list_is_given(
+    allow: list[str], query: str, forwarded: str
+) -> None:
     assert location(T, query, policy(allow=allow)) == f"{T}?{forwarded}"
 
 
@@ -253,7 +268,9 @@ ADD = [
     pytest.param({"src": "short"}, "append", "src=v", f"{T}?x=1&src=short&src=v", id="append-keeps-both"),
     pytest.param({"x": "2"}, "target", "", f"{T}?x=1&x=2", id="add-appends-to-a-target-name"),
     pytest.param({"a b": "c&d=e+f%"}, "target", "", f"{T}?x=1&a%20b=c%26d%3De%2Bf%25", id="encoded"),
-    pytest.param({"r": "https://x.org/?q=1"}, "target", "", f"{T}?x=1&r=https://x.org/?q%3D1", id="url-value"),
+    pytest.param(
+        {"r": "https://x.org/?q=1"}, "target", "", f"{T}?x=1&r=https://x.org/?q%3D1", id="url-value"
+    ),
     pytest.param({"k": "\u00e9\u20ac"}, "target", "", f"{T}?x=1&k=%C3%A9%E2%82%AC", id="non-ascii-as-utf-8"),
     pytest.param({"flag": ""}, "target", "", f"{T}?x=1&flag=", id="empty-value"),
 ]
@@ -286,7 +303,11 @@ LIMITS = [
     pytest.param(limits(max_value_length=3), "a=%20", f"{T}?a=%20", 0, id="value-length-at-the-limit"),
     pytest.param(limits(max_value_length=2), "a= ", T, 1, id="value-length-measured-after-escaping"),
     pytest.param(
-        limits(max_params=1), "fbclid=1&a=1&b=2", f"{T}?a=1", 1, id="denied-names-do-not-count-toward-max-params"
+        limits(max_params=1),
+        "fbclid=1&a=1&b=2",
+        f"{T}?a=1",
+        1,
+        id="denied-names-do-not-count-toward-max-params",
     ),
 ]
 
@@ -312,9 +333,13 @@ LOCATION = [
     pytest.param("target", 0, "a=1&b=2", f"{T}?x=1&a=1", 1, id="exactly-at-the-limit"),
     pytest.param("target", -1, "a=1", f"{T}?x=1", 1, id="one-byte-over"),
     pytest.param("target", 0, "a=1&b=2&c", f"{T}?x=1&a=1", 2, id="stops-at-the-first-that-does-not-fit"),
-    pytest.param("target", 4, "a=1&bbbbbb=2&c", f"{T}?x=1&a=1", 2, id="later-shorter-ones-do-not-jump-the-queue"),
+    pytest.param(
+        "target", 4, "a=1&bbbbbb=2&c", f"{T}?x=1&a=1", 2, id="later-shorter-ones-do-not-jump-the-queue"
+    ),
     pytest.param("request", -3, "x=22", f"{T}?x=22", 0, id="a-replacement-frees-the-target-bytes"),
-    pytest.param("request", -3, "x=222", f"{T}?x=1", 1, id="a-replacement-that-does-not-fit-keeps-the-target"),
+    pytest.param(
+        "request", -3, "x=222", f"{T}?x=1", 1, id="a-replacement-that-does-not-fit-keeps-the-target"
+    ),
 ]
 
 
@@ -382,8 +407,15 @@ REJECTED = [
     pytest.param({"add": {"a": "\x85"}}, DEFAULTS, 'query.add["a"]', id="c1-control-in-add-value"),
     pytest.param({"add": {"a": "\ud800"}}, DEFAULTS, 'query.add["a"]', id="lone-surrogate-in-add-value"),
     pytest.param({"add": {"a" * 129: "x"}}, DEFAULTS, "query.add[", id="add-name-too-long"),
-    pytest.param({"add": {"a": "\u20ac" * 4}}, limits(max_value_length=11), 'query.add["a"]', id="add-value-long-once-encoded"),
-    pytest.param({"add": {"a": "1", "b": "2"}}, limits(max_params=1), "query.add", id="too-many-add-parameters"),
+    pytest.param(
+        {"add": {"a": "\u20ac" * 4}},
+        limits(max_value_length=11),
+        'query.add["a"]',
+        id="add-value-long-once-encoded",
+    ),
+    pytest.param(
+        {"add": {"a": "1", "b": "2"}}, limits(max_params=1), "query.add", id="too-many-add-parameters"
+    ),
     pytest.param(
         {"add": {f"k{i}": "v" * 100 for i in range(3)}},
         limits(max_location_length=300),
@@ -415,7 +447,9 @@ ACCEPTED = [
     pytest.param({"mode": "drop"}, id="drop"),
     pytest.param({"allow": ["utm_*", "[ab]?", "a" * 128], "deny": ["*"] * 32}, id="at-the-limits"),
     pytest.param({"allow": ["["], "deny": ["]", "[!"]}, id="odd-but-valid-globs"),
-    pytest.param({"add": {"a b": "caf\u00e9 & more", "flag": ""}, "on_conflict": "append"}, id="add-with-text"),
+    pytest.param(
+        {"add": {"a b": "caf\u00e9 & more", "flag": ""}, "on_conflict": "append"}, id="add-with-text"
+    ),
 ]
 
 
@@ -492,7 +526,11 @@ def _visitor_query(cell: str) -> str:
 def _doc_limits(text: str) -> FilterLimits:
     """The settings the examples assume, from the LINKGATE_QUERY_* lines above the table."""
     values = dict(re.findall(r"^LINKGATE_(QUERY_[A-Z_]+)=(.*)$", text, flags=re.MULTILINE))
-    fields = {name: Settings.model_fields[name].get_default(call_default_factory=True) for name in Settings.model_fields if name.startswith("query_")}
+    fields = {
+        name: Settings.model_fields[name].get_default(call_default_factory=True)
+        for name in Settings.model_fields
+        if name.startswith("query_")
+    }
     fields.update({name.lower(): value for name, value in values.items()})
     return FilterLimits.from_settings(Settings(**fields))
 
@@ -523,7 +561,9 @@ def test_every_example_in_the_docs_is_what_the_code_does(
     target: str, policy_cell: str, query_cell: str, expected: str
 ) -> None:
     limits_ = _doc_limits(DOC.read_text(encoding="utf-8"))
-    policy_ = None if policy_cell in ("", "(default)") else QueryPolicy.model_validate(json.loads(policy_cell))
+    policy_ = (
+        None if policy_cell in ("", "(default)") else QueryPolicy.model_validate(json.loads(policy_cell))
+    )
     if policy_ is not None:
         check_policy(policy_, limits_)
     assert compile_filter(policy_, limits_).apply(target, _visitor_query(query_cell))[0] == expected

@@ -39,8 +39,28 @@ SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 # Names that collide on purpose: with each other once decoded or case-folded,
 # with the patterns below, and with the target's own parameters.
-NAMES = ["a", "A", "%61", "b", "id", "ID", "utm_source", "utm%5Fsource", "UTM_Medium", "fbclid", "%66bclid",
-         "x+y", "x%20y", "q", "qq", "%C5%BF", "s", "caf%C3%A9", "%FF", ""]
+NAMES = [
+    "a",
+    "A",
+    "%61",
+    "b",
+    "id",
+    "ID",
+    "utm_source",
+    "utm%5Fsource",
+    "UTM_Medium",
+    "fbclid",
+    "%66bclid",
+    "x+y",
+    "x%20y",
+    "q",
+    "qq",
+    "%C5%BF",
+    "s",
+    "caf%C3%A9",
+    "%FF",
+    "",
+]
 PATTERNS = ["a", "b*", "utm_*", "id", "[ab]", "q?", "*", "fbclid", "x y", "s", "caf\u00e9", "[!q]*", "\u017f"]
 PATH_TEXT = string.ascii_letters + string.digits + "._~%-"
 SAFE_TEXT = string.ascii_letters + string.digits + "-._~!$'()*,;:@/?%+="
@@ -49,9 +69,9 @@ ANY_BYTE = st.characters(min_codepoint=0, max_codepoint=255)
 
 target_values = st.text(alphabet=string.ascii_letters + string.digits + "-._~%+", max_size=8)
 target_params = st.lists(
-    st.tuples(st.sampled_from(["a", "b", "id", "utm_source", "q", "%61", "src"]), st.none() | target_values).map(
-        lambda p: p[0] if p[1] is None else f"{p[0]}={p[1]}"
-    ),
+    st.tuples(
+        st.sampled_from(["a", "b", "id", "utm_source", "q", "%61", "src"]), st.none() | target_values
+    ).map(lambda p: p[0] if p[1] is None else f"{p[0]}={p[1]}"),
     max_size=4,
 )
 
@@ -145,7 +165,12 @@ def test_the_location_keeps_the_target_and_forwards_only_what_the_policy_lets_th
 
     # Scheme, host, path and fragment are the target's; the result parses.
     got, want = urlsplit(location), urlsplit(target)
-    assert (got.scheme, got.netloc, got.path, got.fragment) == (want.scheme, want.netloc, want.path, want.fragment)
+    assert (got.scheme, got.netloc, got.path, got.fragment) == (
+        want.scheme,
+        want.netloc,
+        want.path,
+        want.fragment,
+    )
     assert location.startswith(target.split("?", 1)[0].split("#", 1)[0])
     assert location.endswith(target[len(target.split("#", 1)[0]) :])
     # Nothing but printable ASCII, so the header cannot be split or smuggled.
@@ -231,10 +256,17 @@ def test_a_filter_compiled_with_its_target_answers_like_one_without(
 
 
 @SOME
-@given(st.lists(st.sampled_from(PATTERNS) | st.text(alphabet="ab*?[]!\u017fK\u212a", min_size=1, max_size=4),
-                min_size=1, max_size=4),
-       st.lists(st.text(alphabet="abAB_sSkK\u017f\u212a\u00e9*?[]", max_size=5), max_size=5))
-def test_allow_matching_agrees_with_a_plain_case_insensitive_glob(patterns: list[str], names: list[str]) -> None:
+@given(
+    st.lists(
+        st.sampled_from(PATTERNS) | st.text(alphabet="ab*?[]!\u017fK\u212a", min_size=1, max_size=4),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.text(alphabet="abAB_sSkK\u017f\u212a\u00e9*?[]", max_size=5), max_size=5),
+)
+def test_allow_matching_agrees_with_a_plain_case_insensitive_glob(
+    patterns: list[str], names: list[str]
+) -> None:
     filter_ = compile_filter(QueryPolicy(allow=patterns), DEFAULTS)
     for name in filter(None, names):
         raw = "".join(f"%{b:02X}" for b in name.encode())
