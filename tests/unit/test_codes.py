@@ -321,3 +321,15 @@ def test_accepted_alias_never_decodes_as_a_generated_code(alias):
 )
 def test_code_pattern_admits_exactly_codes_and_aliases(text, matches):
     assert bool(CODE_PATTERN.fullmatch(text)) is matches
+
+
+def test_remembered_alphabet_shuffles_give_the_codes_plain_hashids_gives(monkeypatch):
+    import hashids as hashids_module
+
+    codec = CodeCodec(salt="compare", min_length=6, alphabet=HASHIDS_DEFAULT_ALPHABET)
+    ids = [0, 1, 2, 61, 62, 99, 100, 12345, 10**6, 2**40, 2**62]
+    remembered = [codec.encode(i) for i in ids]
+    monkeypatch.setattr(hashids_module, "_reorder", hashids_module._reorder.__wrapped__)
+    plain = Hashids(salt="compare", min_length=6, alphabet=HASHIDS_DEFAULT_ALPHABET)
+    assert remembered == [plain.encode(i) for i in ids]
+    assert [codec.decode(code) for code in remembered] == ids
