@@ -34,8 +34,8 @@ from service.query_filter import (
 
 DEFAULTS = FilterLimits.from_settings(Settings.model_construct())
 # Data generation dominates the cost; these counts keep the file well under 20 s.
-MANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SOME = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Names that collide on purpose: with each other once decoded or case-folded,
 # with the patterns below, and with the target's own parameters.
