@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -19,6 +20,9 @@ FIELD = "url"
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
 # C0 and C1 control characters and DEL. Refused anywhere, ends included: a
 # CR/LF in a target is header injection waiting for a careless proxy.
+# A URL made only of these characters is stored as written (the common case,
+# checked first because quoting three parts costs more than one match).
+_NEEDS_NO_QUOTING = re.compile(r"[A-Za-z0-9!#$%&'()*+,/:;=?@\[\]~._-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ASCII_LABEL = re.compile(r"[a-z0-9_-]+")
 # What may follow "]" in an IPv6 netloc; urlsplit lets "[::1]junk" through.
@@ -137,6 +141,43 @@ def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _checked_netloc(netloc: str, rules: TargetRules) -> str:
+    """host[:port] as stored, or InvalidInput; remembered, since hosts repeat far more than URLs."""
+    parts = urlsplit("//" + netloc)
+    if "@" in netloc:
+        raise _refuse("must not contain a user name or password (user:pass@host)")
+    if parts.hostname is None or not netloc:
+        raise _refuse("needs a host, as in https://example.com/")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise _refuse("has an invalid port (it must be a number from 1 to 65535)")
+
+    if netloc.startswith("["):
+        after = netloc.partition("]")[2]
+        if not _AFTER_IPV6.fullmatch(after):
+            raise _refuse(f"has '{after}' after the IPv6 address where only ':port' may stand")
+        if "%" in parts.hostname:
+            raise _refuse("must not carry an IPv6 zone identifier (%25...)")
+        host = f"[{parts.hostname}]"
+    else:
+        host = _normalise_host(parts.hostname)
+    ip = _ip_of(host)
+    if ip is not None:
+        host = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+        if not rules.allow_private and _is_internal(ip):
+            raise _refuse(f"points at an internal address ({ip}); such targets are not allowed")
+    elif not rules.allow_private and (host == "localhost" or host.endswith(".localhost")):
+        raise _refuse("points at localhost; such targets are not allowed")
+    if host.strip("[]") in rules.blocked_hosts:
+        raise _refuse(f"host '{host}' is not allowed (it would loop or is blocked by the operator)")
+
+    return host if port is None else f"{host}:{port}"
+
+
 def normalise_target(url: str, rules: TargetRules) -> str:
     """The URL as linkgate stores it, or InvalidInput saying what is wrong with it."""
     url = url.strip(" ")
@@ -160,40 +201,13 @@ def normalise_target(url: str, rules: TargetRules) -> str:
     if scheme not in rules.allowed_schemes:
         allowed = ", ".join(sorted(rules.allowed_schemes))
         raise _refuse(f"scheme '{scheme}' is not allowed (allowed: {allowed})")
-    if "@" in parts.netloc:
-        raise _refuse("must not contain a user name or password (user:pass@host)")
-    if parts.hostname is None or not parts.netloc:
-        raise _refuse("needs a host, as in https://example.com/")
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if port is not None and not 1 <= port <= 65535:
-        raise _refuse("has an invalid port (it must be a number from 1 to 65535)")
-
-    if parts.netloc.startswith("["):
-        after = parts.netloc.partition("]")[2]
-        if not _AFTER_IPV6.fullmatch(after):
-            raise _refuse(f"has '{after}' after the IPv6 address where only ':port' may stand")
-        if "%" in parts.hostname:
-            raise _refuse("must not carry an IPv6 zone identifier (%25...)")
-        host = f"[{parts.hostname}]"
+    netloc = _checked_netloc(parts.netloc, rules)
+    if _NEEDS_NO_QUOTING.fullmatch(url):
+        path, query, fragment = parts.path or "/", parts.query, parts.fragment
     else:
-        host = _normalise_host(parts.hostname)
-    ip = _ip_of(host)
-    if ip is not None:
-        host = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
-        if not rules.allow_private and _is_internal(ip):
-            raise _refuse(f"points at an internal address ({ip}); such targets are not allowed")
-    elif not rules.allow_private and (host == "localhost" or host.endswith(".localhost")):
-        raise _refuse("points at localhost; such targets are not allowed")
-    if host.strip("[]") in rules.blocked_hosts:
-        raise _refuse(f"host '{host}' is not allowed (it would loop or is blocked by the operator)")
-
-    netloc = host if port is None else f"{host}:{port}"
-    path = quote(parts.path, safe=_URL_SAFE) or "/"
-    query = quote(parts.query, safe=_URL_SAFE)
-    fragment = quote(parts.fragment, safe=_URL_SAFE)
+        path = quote(parts.path, safe=_URL_SAFE) or "/"
+        query = quote(parts.query, safe=_URL_SAFE)
+        fragment = quote(parts.fragment, safe=_URL_SAFE)
     normalised = urlunsplit((scheme, netloc, path, query, fragment))
     # urlunsplit drops a bare trailing '?' or '#'; keep what the client wrote.
     if url.endswith("?") and not parts.query and not parts.fragment:
