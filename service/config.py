@@ -146,6 +146,7 @@ class Settings(BaseSettings):
     query_max_location_length: int = Field(
         8192, ge=256, description="Longest Location header (bytes) a redirect may send."
     )
+    query_max_add: int = Field(16, ge=0, le=256, description="Most fixed parameters (`add`) in one policy.")
     query_max_patterns: int = Field(32, ge=1, description="Most allow/deny patterns in one policy.")
     query_max_pattern_length: int = Field(128, ge=1, description="Longest allow/deny pattern.")
 

@@ -97,6 +97,7 @@ class FilterLimits:
     max_pattern_length: int
     global_deny: tuple[str, ...]
     default_mode: str
+    max_add: int = 16
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FilterLimits:
@@ -109,6 +110,7 @@ class FilterLimits:
             max_pattern_length=settings.query_max_pattern_length,
             global_deny=tuple(p.strip() for p in settings.query_deny if p.strip()),
             default_mode=settings.query_default_mode,
+            max_add=settings.query_max_add,
         )
 
 
@@ -149,10 +151,9 @@ def check_policy(policy: QueryPolicy, limits: FilterLimits) -> None:
         raise PolicyError("query.on_conflict", f"must be one of {', '.join(_ON_CONFLICT)}")
     _check_patterns("allow", policy.allow, limits)
     _check_patterns("deny", policy.deny, limits)
-    # `add` has no count limit of its own: it shares the per-request parameter bound.
-    if len(policy.add) > limits.max_params:
+    if len(policy.add) > limits.max_add:
         raise PolicyError(
-            "query.add", f"holds {len(policy.add)} parameters; at most {limits.max_params} are allowed"
+            "query.add", f"holds {len(policy.add)} parameters; at most {limits.max_add} are allowed"
         )
     for name, value in policy.add.items():
         # json.dumps keeps a control character out of the error text itself.

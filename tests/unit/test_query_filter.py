@@ -414,7 +414,7 @@ REJECTED = [
         id="add-value-long-once-encoded",
     ),
     pytest.param(
-        {"add": {"a": "1", "b": "2"}}, limits(max_params=1), "query.add", id="too-many-add-parameters"
+        {"add": {"a": "1", "b": "2"}}, limits(max_add=1), "query.add", id="too-many-add-parameters"
     ),
     pytest.param(
         {"add": {f"k{i}": "v" * 100 for i in range(3)}},
