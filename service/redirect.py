@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from . import metrics
 from .api.problems import PROBLEM_TYPE_PREFIX
@@ -45,14 +44,39 @@ _NOT_FOUND_HTML = (
 )
 
 
-@dataclass(slots=True)
 class Destination:
-    """A link as the redirect needs it, with its query filter compiled once."""
+    """A link as the redirect needs it.
 
-    status: int
-    url: str
-    filter: CompiledFilter
-    cache_control: bytes
+    The query filter is compiled on first use: a visit without a query string
+    to a link that adds no parameters goes straight to the stored URL, and
+    most cached links are never visited with a query at all.
+    """
+
+    __slots__ = ("status", "url", "plain_location", "cache_control", "_policy", "_limits", "_filter")
+
+    def __init__(self, *, status: int, url: str, policy: QueryPolicy, limits: FilterLimits,
+                 cache_control: bytes) -> None:
+        self.status = status
+        self.url = url
+        self.cache_control = cache_control
+        # The Location of a visit without a query string, when the policy adds nothing.
+        self.plain_location: bytes | None = None if policy.add else url.encode("latin-1")
+        self._policy = policy
+        self._limits = limits
+        self._filter: CompiledFilter | None = None
+
+    @property
+    def filter(self) -> CompiledFilter:
+        if self._filter is None:
+            self._filter = compile_filter(self._policy, self._limits, target=self.url)
+        return self._filter
+
+    def location(self, raw_query: bytes) -> tuple[bytes, int]:
+        """The Location header for a visitor's query string, and how many parameters a limit dropped."""
+        if not raw_query and self.plain_location is not None:
+            return self.plain_location, 0
+        location, dropped = self.filter.apply(self.url, raw_query.decode("latin-1"))
+        return location.encode("latin-1"), dropped
 
 
 # --- request ids -------------------------------------------------------------
@@ -98,6 +122,8 @@ class Redirector:
         self._cache = cache
         self._db = db
         self._limits = limits
+        # One policy object for every link that has none of its own.
+        self._default_policy = QueryPolicy(mode=limits.default_mode)  # type: ignore[arg-type]
         self._clock = clock
         self._local: dict[str, tuple[float, Destination | None]] = {}
         self._local_size = settings.local_cache_size
@@ -117,11 +143,12 @@ class Redirector:
         self._local.clear()
 
     def destination(self, link: CachedLink) -> Destination:
-        policy = QueryPolicy.model_validate(link.query_policy) if link.query_policy else None
+        policy = QueryPolicy.model_validate(link.query_policy) if link.query_policy else self._default_policy
         return Destination(
             status=link.redirect_status,
             url=link.url,
-            filter=compile_filter(policy, self._limits, target=link.url),
+            policy=policy,
+            limits=self._limits,
             cache_control=self._permanent_cc if link.redirect_status in PERMANENT else _NO_STORE,
         )
 
@@ -247,7 +274,7 @@ class RedirectGateway:
         if destination is None:
             await self._not_found(send, scope, request_id, code)
             return 404
-        location, dropped = destination.filter.apply(destination.url, scope["query_string"].decode("latin-1"))
+        location, dropped = destination.location(scope["query_string"])
         if dropped:
             metrics.TALLY.add(metrics.QUERY_PARAMS_DROPPED, dropped)
         status = destination.status
@@ -255,7 +282,7 @@ class RedirectGateway:
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"location", location.encode("latin-1")),
+                (b"location", location),
                 (b"cache-control", destination.cache_control),
                 (b"content-length", b"0"),
                 (b"x-request-id", request_id),
