@@ -1,0 +1,303 @@
+"""What a run measured, the targets it is held to, the verdicts, and RESULTS.md.
+
+Everything here is pure (no I/O), so the unit tests can pin the ratio and
+verdict rules and the table layout without starting anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .wrk import WrkResult
+
+MET, NOT_MET, FAILED, NONE = "met", "not met", "FAILED", "-"
+
+# Socket errors tolerated before a workload's figure stops counting (a share of
+# its requests); unexpected statuses are never tolerated.
+MAX_SOCKET_ERROR_SHARE = 0.001
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one workload must reach, in the same run."""
+
+    text: str
+    min_ratio: float | None = None  # requests/s over the ceiling's
+    max_p99_ms: float | None = None
+    min_rps: float | None = None
+    needs_postgres: bool = False
+
+
+TARGETS: dict[str, Target] = {
+    "hot": Target(">= 0.60 of ceiling, p99 <= 15 ms", min_ratio=0.60, max_p99_ms=15.0),
+    "uniform": Target(">= 0.30 of ceiling", min_ratio=0.30),
+    "uniform_query": Target(">= 0.25 of ceiling", min_ratio=0.25),
+    "unknown": Target(">= 0.30 of ceiling, <= 1 SQL load per code per miss-TTL", min_ratio=0.30),
+    "create": Target(">= 1,000 links/s on PostgreSQL", min_rps=1000.0, needs_postgres=True),
+}
+
+MAX_BYTES_PER_CACHED_LINK = 200.0
+MIN_SCALING_RATIO = 0.80  # 10k vs 1M uniform throughput "within 20%"
+
+
+@dataclass
+class Verification:
+    """A sample of answers checked after a wrk run (status and exact Location)."""
+
+    checked: int = 0
+    failed: int = 0
+    examples: list[str] = field(default_factory=list)  # the first few failures, for the log
+
+    @property
+    def ok(self) -> bool:
+        return self.checked > 0 and self.failed == 0
+
+    def record(self, failure: str | None, *, keep: int = 5) -> None:
+        self.checked += 1
+        if failure is not None:
+            self.failed += 1
+            if len(self.examples) < keep:
+                self.examples.append(failure)
+
+    def text(self) -> str:
+        if not self.checked:
+            return "not run"
+        return f"{self.checked - self.failed}/{self.checked}" + ("" if self.ok else " FAILED")
+
+
+@dataclass
+class Check:
+    """A yes/no fact a workload must also satisfy (e.g. SQL loads per unknown code)."""
+
+    text: str
+    passed: bool
+
+
+@dataclass
+class WorkloadResult:
+    key: str
+    title: str
+    wrk: WrkResult | None = None
+    # Answers with a status other than the workload's expected one, counted by
+    # the service itself (/metrics); None where not counted (the ceiling).
+    unexpected_statuses: int | None = None
+    verification: Verification | None = None
+    checks: list[Check] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def errors(self) -> int | None:
+        """Socket errors plus unexpected statuses (wrk's non-2xx/3xx where the service did not count)."""
+        if self.wrk is None:
+            return None
+        statuses = self.unexpected_statuses if self.unexpected_statuses is not None else self.wrk.non_2xx_3xx
+        return self.wrk.socket_errors + statuses
+
+
+@dataclass
+class Verdict:
+    state: str
+    reasons: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return self.state + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+
+
+def ceiling_rps(ceilings: list[WorkloadResult]) -> float | None:
+    """The mean of the ceiling runs that produced a figure (one before, one after the service's)."""
+    figures = [c.wrk.requests_per_s for c in ceilings if c.wrk is not None and c.error is None]
+    return sum(figures) / len(figures) if figures else None
+
+
+def ratio(rps: float, ceiling: float | None) -> float | None:
+    if not ceiling:
+        return None
+    return rps / ceiling
+
+
+def judge(result: WorkloadResult, ceiling: float | None, *, postgres: bool) -> Verdict:
+    """met / not met against the workload's target; FAILED when it did not run or answered wrong."""
+    if result.error is not None:
+        return Verdict(FAILED, [result.error])
+    if result.wrk is None:
+        return Verdict(FAILED, ["no wrk result"])
+    if result.verification is not None and not result.verification.ok:
+        return Verdict(FAILED, ["verification failed"])
+    target = TARGETS.get(result.key)
+    reasons: list[str] = []
+    wrk = result.wrk
+    if result.unexpected_statuses:
+        reasons.append(f"{result.unexpected_statuses} unexpected statuses")
+    if wrk.socket_errors > MAX_SOCKET_ERROR_SHARE * max(wrk.requests, 1):
+        reasons.append(f"{wrk.socket_errors} socket errors")
+    reasons += [f"failed: {check.text}" for check in result.checks if not check.passed]
+    if target is None:
+        return Verdict(NOT_MET if reasons else NONE, reasons)
+    if target.min_ratio is not None:
+        measured = ratio(wrk.requests_per_s, ceiling)
+        if measured is None:
+            reasons.append("no ceiling measured")
+        elif measured < target.min_ratio:
+            reasons.append(f"ratio {measured:.2f} < {target.min_ratio:.2f}")
+    if target.max_p99_ms is not None and wrk.p99_ms > target.max_p99_ms:
+        reasons.append(f"p99 {wrk.p99_ms:.1f} ms > {target.max_p99_ms:g} ms")
+    if target.min_rps is not None and wrk.requests_per_s < target.min_rps:
+        reasons.append(f"{wrk.requests_per_s:,.0f}/s < {target.min_rps:,.0f}/s")
+    if target.needs_postgres and not postgres:
+        reasons.append("not on PostgreSQL")
+    return Verdict(NOT_MET if reasons else MET, reasons)
+
+
+def judge_memory(bytes_per_link: float | None) -> Verdict:
+    if bytes_per_link is None:
+        return Verdict(NOT_MET, ["not measured (no real Redis)"])
+    if bytes_per_link > MAX_BYTES_PER_CACHED_LINK:
+        return Verdict(NOT_MET, [f"{bytes_per_link:.0f} B > {MAX_BYTES_PER_CACHED_LINK:.0f} B"])
+    return Verdict(MET)
+
+
+def scaling_ratio(small_rps: float, large_rps: float) -> float:
+    """The slower of the two over the faster: 1.0 means no difference."""
+    low, high = sorted((small_rps, large_rps))
+    return low / high if high else 0.0
+
+
+def judge_scaling(small: WorkloadResult | None, large: WorkloadResult | None) -> Verdict:
+    if small is None or large is None or small.wrk is None or large.wrk is None:
+        return Verdict(FAILED, ["a run is missing"])
+    if small.error or large.error:
+        return Verdict(FAILED, ["a run failed"])
+    measured = scaling_ratio(small.wrk.requests_per_s, large.wrk.requests_per_s)
+    if measured < MIN_SCALING_RATIO:
+        return Verdict(NOT_MET, [f"{measured:.2f} < {MIN_SCALING_RATIO:.2f}"])
+    return Verdict(MET)
+
+
+# --- formatting ----------------------------------------------------------------
+
+
+def fmt_rps(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def workload_table(
+    ceilings: list[WorkloadResult], workloads: list[WorkloadResult], *, postgres: bool
+) -> tuple[list[str], list[Verdict]]:
+    """The Markdown table of every wrk run, and each service workload's verdict (in order)."""
+    ceiling = ceiling_rps(ceilings)
+    lines = [
+        "| workload | req/s | p50 | p99 | errors | non-2xx/3xx (wrk) | vs ceiling | target | verdict | verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    verdicts: list[Verdict] = []
+    for result in [*ceilings, *workloads]:
+        is_ceiling = result in ceilings
+        verdict = Verdict(NONE) if is_ceiling and result.error is None else judge(result, ceiling, postgres=postgres)
+        if not is_ceiling:
+            verdicts.append(verdict)
+        target = "" if is_ceiling else (TARGETS[result.key].text if result.key in TARGETS else "")
+        verified = result.verification.text() if result.verification is not None else "not run"
+        if result.wrk is None:
+            cells = [result.title, "-", "-", "-", "-", "-", "-", target, verdict.text(), verified]
+        else:
+            wrk = result.wrk
+            cells = [
+                result.title,
+                fmt_rps(wrk.requests_per_s),
+                fmt_ms(wrk.p50_ms),
+                fmt_ms(wrk.p99_ms),
+                f"{result.errors:,}",
+                f"{wrk.non_2xx_3xx:,}",
+                fmt_ratio(ratio(wrk.requests_per_s, ceiling)),
+                target,
+                verdict.text(),
+                verified,
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines, verdicts
+
+
+@dataclass
+class Figure:
+    """A figure outside the wrk table: seeding rate, memory per link, filter cost, ..."""
+
+    name: str
+    measured: str
+    target: str = ""
+    verdict: Verdict | None = None
+
+
+def figures_table(figures: list[Figure]) -> list[str]:
+    lines = ["| figure | measured | target | verdict |", "|---|---|---|---|"]
+    for figure in figures:
+        verdict = figure.verdict.text() if figure.verdict is not None else NONE
+        lines.append(f"| {figure.name} | {figure.measured} | {figure.target or NONE} | {verdict} |")
+    return lines
+
+
+def exit_code(verdicts: list[Verdict]) -> int:
+    """Non-zero when any workload FAILED (wrong answers or no run); unmet targets are results, not failures."""
+    return 1 if any(v.state == FAILED for v in verdicts) else 0
+
+
+@dataclass
+class Report:
+    """Everything RESULTS.md shows."""
+
+    date: str
+    machine: dict[str, str]
+    versions: dict[str, str]
+    settings: dict[str, str]
+    ceilings: list[WorkloadResult]
+    workloads: list[WorkloadResult]
+    figures: list[Figure]
+    postgres: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def render(report: Report) -> tuple[str, int]:
+    """RESULTS.md's text, and the exit code the run deserves."""
+    table, verdicts = workload_table(report.ceilings, report.workloads, postgres=report.postgres)
+    verdicts += [f.verdict for f in report.figures if f.verdict is not None]
+    out = [
+        "# linkgate benchmark results",
+        "",
+        f"Written by `python -m bench` (`make bench`) on {report.date}.",
+        "",
+        "## Redirects and creates under wrk",
+        "",
+        *table,
+        "",
+        "`vs ceiling` is requests/s over the mean of the ceiling runs of this same run. "
+        "`errors` counts socket errors plus answers whose status was not the one the workload "
+        "expects, as the service's own /metrics counted them (the ceiling: wrk's non-2xx/3xx). "
+        "`verified` is how many sampled answers, checked after the wrk run with httpx, had the "
+        "expected status and exact Location.",
+        "",
+        "## Other figures",
+        "",
+        *figures_table(report.figures),
+        "",
+        "## Machine",
+        "",
+        *[f"- {name}: {value}" for name, value in report.machine.items()],
+        "",
+        "## Versions",
+        "",
+        *[f"- {name}: {value}" for name, value in report.versions.items()],
+        "",
+        "## Settings",
+        "",
+        *[f"- {name}: {value}" for name, value in report.settings.items()],
+    ]
+    if report.notes:
+        out += ["", "## Notes", "", *[f"- {note}" for note in report.notes]]
+    return "\n".join(out) + "\n", exit_code(verdicts)

@@ -1,0 +1,722 @@
+"""`python -m bench`: the whole benchmark, from empty storage to bench/RESULTS.md.
+
+Steps, in one run so every ratio compares figures taken minutes apart:
+
+1. its own PostgreSQL databases and Redis key prefixes (or SQLite + fakeredis
+   when those do not answer), migrated with `python -m service migrate`;
+2. seed links through LinkService.bulk_create (BENCH_LINKS, default 1,000,000,
+   and 10,000 in a second database);
+3. the ceiling (bench/ceiling.py) under wrk;
+4. `python -m service serve` under wrk: one hot code, codes uniform over every
+   link, the same with a query to filter, unknown codes, link creation; each
+   followed by a check of a sample of answers; Redis memory per cached link;
+5. the service on the 10,000-link database, codes uniform over those;
+6. the ceiling again (the ratios use the mean of both ceiling runs);
+7. the query filter's cost per call, in-process.
+
+Nothing is flushed between workloads: caches warm up the way they would in
+production. Everything started or stored is removed at the end, on failure
+and on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import datetime
+import fcntl
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import timeit
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.config import Settings
+from service.query_filter import FilterLimits, QueryPolicy, compile_filter
+
+from . import ceiling as ceiling_app
+from . import machine, report, seed, stack, verify, wrk
+from .report import Check, Figure, Report, WorkloadResult
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+LOCK = Path("/tmp/linkgate-bench.lock")
+SALT = "linkgate-bench-salt"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise SystemExit(f"bench: {name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SystemExit(f"bench: {name} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    links: int = 1_000_000
+    small_links: int = 10_000
+    seconds: int = 10
+    connections: int = 64
+    chunk: int = 20_000
+    verify_samples: int = 200
+    unknown_codes: int = 100_000
+    pg_admin_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    results: Path = RESULTS
+    pyspy_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> Config:
+        defaults = cls()
+        pyspy = os.environ.get("BENCH_PYSPY_DIR")
+        return cls(
+            links=_env_int("BENCH_LINKS", defaults.links),
+            small_links=_env_int("BENCH_SMALL_LINKS", defaults.small_links),
+            seconds=_env_int("BENCH_SECONDS", defaults.seconds),
+            connections=_env_int("BENCH_CONNECTIONS", defaults.connections),
+            chunk=_env_int("BENCH_SEED_CHUNK", defaults.chunk),
+            verify_samples=_env_int("BENCH_VERIFY_SAMPLES", defaults.verify_samples, minimum=2),
+            unknown_codes=_env_int("BENCH_UNKNOWN_CODES", defaults.unknown_codes),
+            pg_admin_url=stack.require_loopback(os.environ.get("BENCH_PG_ADMIN_URL", defaults.pg_admin_url)),
+            redis_url=stack.require_loopback(os.environ.get("BENCH_REDIS_URL", defaults.redis_url)),
+            results=Path(os.environ.get("BENCH_RESULTS", str(defaults.results))),
+            pyspy_dir=Path(pyspy) if pyspy else None,
+        )
+
+
+# --- the service's own counters ------------------------------------------------
+
+Snapshot = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Snapshot:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def counter_delta(before: Snapshot, after: Snapshot, name: str, **labels: str) -> float:
+    """The increase of every sample of `name` whose labels include `labels`."""
+    def total(snapshot: Snapshot) -> float:
+        return sum(
+            value for (sample, sample_labels), value in snapshot.items()
+            if sample == name and set(labels.items()) <= set(sample_labels)
+        )
+    return total(after) - total(before)
+
+
+def unexpected_statuses(before: Snapshot, after: Snapshot, expected: int) -> int:
+    """Answers, on any route but /metrics, whose status was not `expected`."""
+    count = 0.0
+    for key, value in after.items():
+        name, labels = key
+        label = dict(labels)
+        if name != "linkgate_http_requests_total" or label.get("route") == "/metrics":
+            continue
+        if label.get("status") != str(expected):
+            count += value - before.get(key, 0.0)
+    return int(count)
+
+
+async def metrics_snapshot(base_url: str) -> Snapshot:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+        response = await client.get("/metrics")
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+
+def lookup_split(before: Snapshot, after: Snapshot) -> str:
+    """Where the redirect lookups of a workload were answered: memory, Redis, or SQL."""
+    name = "linkgate_cache_lookups_total"
+    local = counter_delta(before, after, name, layer="local", result="hit")
+    redis_hit = counter_delta(before, after, name, layer="redis", result="hit")
+    redis_miss = counter_delta(before, after, name, layer="redis", result="miss")
+    redis_error = counter_delta(before, after, name, layer="redis", result="error")
+    total = local + redis_hit + redis_miss + redis_error
+    if not total:
+        return "no lookups"
+    parts = [
+        f"local memory {local / total:.1%}",
+        f"Redis {redis_hit / total:.1%}",
+        f"SQL (Redis miss) {redis_miss / total:.1%}",
+    ]
+    if redis_error:
+        parts.append(f"Redis errors {redis_error / total:.1%}")
+    return ", ".join(parts) + f" of {total:,.0f}"
+
+
+# --- running things ------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, config: Config, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.rng = random.Random()
+        multi = (os.cpu_count() or 1) >= 2
+        self.server_cpu = 0 if multi else None
+        self.wrk_cpu = 1 if multi else None
+        self.servers: list[stack.Server] = []
+        self.lookups: list[tuple[str, str]] = []
+
+    # --- servers
+
+    def service_fields(self, storage: stack.Storage, port: int) -> dict[str, str]:
+        """The settings of the service under test, as LINKGATE_* values (names lower-case)."""
+        fields = {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "workers": "1",
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "database_url": storage.database_url,
+            "redis_key_prefix": storage.redis_prefix,
+            "hashids_salt": SALT,
+            "access_log": "false",
+            "log_level": "warning",
+            "query_deny": seed.QUERY_DENY,
+        }
+        if storage.redis_url is not None:
+            fields["redis_url"] = storage.redis_url
+        return fields
+
+    def settings(self, storage: stack.Storage) -> Settings:
+        return Settings(**self.service_fields(storage, 8000))
+
+    async def start_service(self, storage: stack.Storage, name: str) -> stack.Server:
+        port = stack.free_port()
+        env = {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in self.service_fields(storage, port).items()}}
+        server = stack.Server(
+            name=name,
+            argv=[sys.executable, "-m", "service", "serve", "--graceful-timeout", "2"],
+            port=port,
+            env=env,
+            log_path=self.workdir / f"{name}.log",
+            ready_path="/readyz",
+            cpu=self.server_cpu,
+        )
+        self.servers.append(server)
+        await server.start()
+        return server
+
+    async def start_ceiling(self, name: str) -> stack.Server:
+        port = stack.free_port()
+        server = stack.Server(
+            name=name,
+            argv=[
+                sys.executable, "-m", "uvicorn", "bench.ceiling:app",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                # the rest as `python -m service serve` sets them
+                "--log-level", "warning", "--no-server-header", "--proxy-headers",
+                "--timeout-graceful-shutdown", "2",
+            ],
+            port=port,
+            env=stack.clean_env(),
+            log_path=self.workdir / f"{name}.log",
+            ready_path="/ready",
+            cpu=self.server_cpu,
+        )
+        self.servers.append(server)
+        await server.start()
+        return server
+
+    async def stop(self, server: stack.Server) -> None:
+        await server.stop()
+        if server in self.servers:
+            self.servers.remove(server)
+
+    # --- wrk
+
+    async def run_wrk(self, server: stack.Server, script: str, args: list[str], name: str) -> wrk.WrkResult:
+        cmd = wrk.command(
+            url=server.base_url + "/",
+            script=script,
+            script_args=args,
+            seconds=self.config.seconds,
+            connections=self.config.connections,
+            cpu=self.wrk_cpu,
+        )
+        profiler = await self._profile(server, name)
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=self.config.seconds + 120)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        finally:
+            if profiler is not None:
+                await profiler.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"wrk exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
+        text = out.decode(errors="replace")
+        (self.workdir / f"wrk-{name}.txt").write_text(text)
+        return wrk.parse_output(text)
+
+    async def _profile(self, server: stack.Server, name: str):
+        """py-spy on the server during the run, when BENCH_PYSPY_DIR names a directory."""
+        spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if self.config.pyspy_dir is None or server.pid is None or spy is None:
+            return None
+        self.config.pyspy_dir.mkdir(parents=True, exist_ok=True)
+        # BENCH_PYSPY_FORMAT: flamegraph (.svg, the default), raw (collapsed stacks) or speedscope
+        form = os.environ.get("BENCH_PYSPY_FORMAT", "flamegraph")
+        suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}.get(form, "out")
+        return await asyncio.create_subprocess_exec(
+            *[spy, "record", "--pid", str(server.pid), "--duration", str(self.config.seconds),
+             "--rate", "100", "--nonblocking", "--format", form,
+             "-o", str(self.config.pyspy_dir / f"{name}.{suffix}")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    async def workload(
+        self,
+        server: stack.Server,
+        key: str,
+        title: str,
+        script: str,
+        args: list[str],
+        *,
+        expected_status: int | None,
+        check,
+        after=None,
+    ) -> WorkloadResult:
+        """One wrk run and the checks after it; a failure is recorded, never raised."""
+        result = WorkloadResult(key=key, title=title)
+        log(f"- {title}")
+        try:
+            before = await metrics_snapshot(server.base_url) if expected_status is not None else None
+            result.wrk = await self.run_wrk(server, script, args, key)
+            if before is not None:
+                after_snapshot = await metrics_snapshot(server.base_url)
+                result.unexpected_statuses = unexpected_statuses(before, after_snapshot, expected_status)
+                self.lookups.append((title, lookup_split(before, after_snapshot)))
+                if after is not None:
+                    await after(result, before, after_snapshot)
+            result.verification = await check()
+            figure = result.wrk
+            log(
+                f"  {figure.requests_per_s:,.0f} req/s, p50 {figure.p50_ms:.2f} ms, p99 {figure.p99_ms:.2f} ms, "
+                f"errors {result.errors}, verified {result.verification.text()}"
+            )
+            for example in result.verification.examples:
+                log(f"  verification: {example}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the run goes on; the table says FAILED
+            result.error = f"{type(exc).__name__}: {exc}"[:300]
+            log(f"  FAILED: {result.error}")
+        return result
+
+
+# --- figures measured outside wrk ------------------------------------------------
+
+
+async def redis_memory(redis_url: str, prefix: str, sample: int = 1000) -> tuple[float, float, int] | None:
+    """(average MEMORY USAGE of a cached link's key, average value length, keys under the prefix)."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=5000)]
+        random.shuffle(keys)
+        picked: list[bytes] = []
+        lengths: list[int] = []
+        for start in range(0, len(keys), 2000):
+            chunk = keys[start : start + 2000]
+            async with client.pipeline(transaction=False) as pipe:
+                for key in chunk:
+                    pipe.strlen(key)
+                sizes = await pipe.execute()
+            for key, size in zip(chunk, sizes, strict=True):
+                if size:  # an empty value is a cached miss, not a link
+                    picked.append(key)
+                    lengths.append(size)
+            if len(picked) >= sample:
+                break
+        picked, lengths = picked[:sample], lengths[:sample]
+        if not picked:
+            return None
+        async with client.pipeline(transaction=False) as pipe:
+            for key in picked:
+                pipe.memory_usage(key, samples=0)
+            usages = await pipe.execute()
+        return sum(usages) / len(usages), sum(lengths) / len(lengths), len(keys)
+    finally:
+        await client.aclose()
+
+
+def filter_costs() -> list[tuple[str, float]]:
+    """Microseconds per call of the query filter, on what the redirect path runs."""
+    limits = FilterLimits.from_settings(Settings(query_deny=seed.QUERY_DENY))
+    target = seed.target_url(123_456)
+    default = compile_filter(None, limits, target=target)
+    location, _ = default.apply(target, seed.VISITOR_QUERY)
+    if location != seed.expected_location(123_456, seed.VISITOR_QUERY):
+        raise RuntimeError(f"query filter gave {location!r}")
+    marketing = compile_filter(
+        QueryPolicy(allow=["utm_*"], add={"src": "short"}), limits, target=target
+    )
+    cases = [
+        (f"apply(), default policy + deny list, `?{seed.VISITOR_QUERY}`", default.apply, (target, seed.VISITOR_QUERY)),
+        ("apply(), default policy, no query", default.apply, (target, "")),
+        (f"apply(), policy allow utm_* + add src, `?{seed.VISITOR_QUERY}`", marketing.apply, (target, seed.VISITOR_QUERY)),
+        ("compile_filter(None, limits, target) (once per link per local-cache refill)",
+         compile_filter, (None, limits, target)),
+    ]
+    out = []
+    for name, func, args in cases:
+        timer = timeit.Timer(lambda func=func, args=args: func(*args))
+        number, _ = timer.autorange()
+        best = min(timer.repeat(repeat=5, number=number)) / number
+        out.append((name, best * 1e6))
+    return out
+
+
+# --- the run -------------------------------------------------------------------
+
+
+async def run(config: Config) -> int:
+    wrk.ensure_installed(log)
+    workdir = stack.workdir()
+    bench = Bench(config, workdir)
+    _live.append(bench)
+    started = datetime.datetime.now(datetime.UTC)
+    machine_info = machine.machine()
+
+    pg_version = await stack.postgres_reachable(config.pg_admin_url)
+    redis_version = await stack.redis_reachable(config.redis_url)
+    postgres = pg_version is not None
+    admin = config.pg_admin_url if postgres else None
+    redis_url = config.redis_url if redis_version is not None else None
+    backend = (
+        f"PostgreSQL {pg_version} (database linkgate_bench)" if postgres else "SQLite (embedded default)"
+    ) + (f" + Redis {redis_version} (key prefix lgbench:)" if redis_url else " + fakeredis in-process")
+    log(f"bench: storage {backend}")
+    if not postgres or not redis_url:
+        log("bench: PostgreSQL and/or Redis did not answer on 127.0.0.1: using the embedded default for those")
+
+    main = stack.Storage("linkgate_bench", "lgbench:", admin, redis_url, workdir)
+    small = stack.Storage("linkgate_bench_10k", "lgbench10k:", admin, redis_url, workdir)
+    ceilings: list[WorkloadResult] = []
+    workloads: list[WorkloadResult] = []
+    figures: list[Figure] = []
+    notes: list[str] = []
+    verify_n = config.verify_samples
+    run_tag = f"{started:%Y%m%d%H%M%S}"
+    seeded = seeded_small = None
+    unknown_pool: list[str] = []
+
+    def ceiling_check(server):
+        return lambda: verify.ceiling(server.base_url, ceiling_app.LOCATION, verify_n)
+
+    try:
+        log("bench: creating and migrating the bench databases")
+        await main.create()
+        await small.create()
+
+        log(f"bench: seeding {config.links:,} links (bulk_create, chunks of {config.chunk:,})")
+        seeded = await seed.seed(bench.settings(main), config.links, chunk=config.chunk, progress=log)
+        log(f"bench: seeding {config.small_links:,} links into the second database")
+        seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
+        codes_file = seed.write_codes(workdir / "codes.txt", seeded.codes)
+        small_file = seed.write_codes(workdir / "codes-small.txt", seeded_small.codes)
+        settings = bench.settings(main)
+        unknown_pool = seed.unknown_codes(
+            seeded.codes, config.unknown_codes, alphabet=settings.hashids_alphabet, rng=bench.rng
+        )
+        unknown_file = seed.write_codes(workdir / "unknown.txt", unknown_pool)
+        figures.append(Figure(
+            f"seeding {config.links:,} links (bulk_create, {config.chunk:,} a call)",
+            f"{seeded.rate:,.0f} links/s ({seeded.seconds:.1f} s)",
+        ))
+        figures.append(Figure(
+            f"seeding {config.small_links:,} links", f"{seeded_small.rate:,.0f} links/s ({seeded_small.seconds:.1f} s)"
+        ))
+
+        log("bench: the ceiling (bare ASGI 302)")
+        server = await bench.start_ceiling("ceiling-1")
+        ceilings.append(await bench.workload(
+            server, "ceiling", "ceiling: bare ASGI 302 (before)", "hot.lua", ["c0de42"],
+            expected_status=None, check=ceiling_check(server),
+        ))
+        await bench.stop(server)
+
+        log(f"bench: the service on {config.links:,} links")
+        server = await bench.start_service(main, "service")
+        hot_index = config.links // 2
+        hot_code = seeded.codes[hot_index]
+        workloads.append(await bench.workload(
+            server, "hot", "hot: one code", "hot.lua", [hot_code], expected_status=302,
+            check=lambda: verify.redirects(
+                server.base_url, [(hot_code, seed.target_url(hot_index))] * verify_n
+            ),
+        ))
+
+        seed_arg = lambda: str(bench.rng.randrange(1, 2**31))  # noqa: E731
+        memory_before = await _used_memory(redis_url)
+        uniform = await bench.workload(
+            server, "uniform", f"uniform over {config.links:,} links", "codes.lua", [str(codes_file), "", seed_arg()],
+            expected_status=302,
+            check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded.codes, verify_n, bench.rng)),
+        )
+        workloads.append(uniform)
+        figures.append(await _memory_figure(redis_url, main.redis_prefix, memory_before))
+
+        workloads.append(await bench.workload(
+            server, "uniform_query", f"uniform over {config.links:,}, with `?{seed.VISITOR_QUERY}`",
+            "codes.lua", [str(codes_file), "?" + seed.VISITOR_QUERY, seed_arg()],
+            expected_status=302,
+            check=lambda: verify.redirects(
+                server.base_url,
+                verify.seeded_sample(seeded.codes, verify_n, bench.rng, query=seed.VISITOR_QUERY),
+                query=seed.VISITOR_QUERY,
+            ),
+        ))
+
+        miss_ttl = bench.settings(main).cache_miss_ttl_seconds
+        loads_per_code = -(-config.seconds // miss_ttl)  # one per code per miss-TTL the run spans
+        lookups_before: list[int | None] = []
+
+        async def misses_check(result: WorkloadResult, before, after) -> None:
+            misses = int(counter_delta(before, after, "linkgate_cache_lookups_total", layer="redis", result="miss"))
+            distinct = result.wrk.distinct_paths if result.wrk else None
+            if distinct is None:
+                result.checks.append(Check("wrk did not report the distinct codes sent", False))
+                return
+            allowed = distinct * loads_per_code
+            lookups_after = await main.code_lookups()
+            if lookups_after is not None and lookups_before and lookups_before[0] is not None:
+                sql_loads = lookups_after - lookups_before[0]
+                result.checks.append(Check(
+                    f"SQL lookups by code {sql_loads:,} <= {loads_per_code} x {distinct:,} distinct unknown "
+                    f"codes sent (PostgreSQL idx_scan of uq_links_code; Redis misses {misses:,})",
+                    sql_loads <= allowed,
+                ))
+            else:
+                # SQLite keeps no such statistics: the service's Redis misses bound its SQL loads
+                # (concurrent misses of one code share one load, so this is stricter than needed).
+                result.checks.append(Check(
+                    f"Redis misses {misses:,} <= {loads_per_code} x {distinct:,} distinct unknown codes sent",
+                    misses <= allowed,
+                ))
+
+        lookups_before.append(await main.code_lookups())
+        workloads.append(await bench.workload(
+            server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
+            [str(unknown_file), "", seed_arg()], expected_status=404,
+            check=lambda: verify.not_found(server.base_url, bench.rng.sample(unknown_pool, min(verify_n, len(unknown_pool)))),
+            after=misses_check,
+        ))
+
+        workloads.append(await bench.workload(
+            server, "create", "create: POST /api/v1/links", "create.lua", [run_tag], expected_status=201,
+            check=lambda: verify.creates(server.base_url, run_tag, verify_n),
+        ))
+        await bench.stop(server)
+
+        log(f"bench: the service on {config.small_links:,} links")
+        server = await bench.start_service(small, "service-small")
+        small_result = await bench.workload(
+            server, "uniform_small", f"uniform over {config.small_links:,} links", "codes.lua",
+            [str(small_file), "", seed_arg()], expected_status=302,
+            check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded_small.codes, verify_n, bench.rng)),
+        )
+        workloads.append(small_result)
+        await bench.stop(server)
+        if uniform.wrk and small_result.wrk:
+            measured = (
+                f"{config.small_links:,}: {small_result.wrk.requests_per_s:,.0f} req/s, "
+                f"{config.links:,}: {uniform.wrk.requests_per_s:,.0f} req/s, ratio "
+                f"{report.scaling_ratio(small_result.wrk.requests_per_s, uniform.wrk.requests_per_s):.2f}"
+            )
+        else:
+            measured = "a run is missing"
+        figures.append(Figure(
+            f"uniform throughput, {config.small_links:,} vs {config.links:,} links", measured,
+            "within 20% (slower/faster >= 0.80)", report.judge_scaling(small_result, uniform),
+        ))
+
+        log("bench: the ceiling again")
+        server = await bench.start_ceiling("ceiling-2")
+        ceilings.append(await bench.workload(
+            server, "ceiling", "ceiling: bare ASGI 302 (after)", "hot.lua", ["c0de42"],
+            expected_status=None, check=ceiling_check(server),
+        ))
+        await bench.stop(server)
+
+        log("bench: query filter cost per call")
+        for name, micros in _pinned(bench.server_cpu, filter_costs):
+            figures.append(Figure(f"query filter: {name}", f"{micros:.2f} µs"))
+    finally:
+        log("bench: cleaning up")
+        for server in list(bench.servers):
+            await bench.stop(server)
+        for storage in (main, small):
+            try:
+                await storage.drop()
+            except Exception as exc:  # keep cleaning the rest
+                log(f"bench: could not drop {storage.name}: {exc}")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    if unknown_pool:
+        notes.append(
+            f"Unknown codes: {len(unknown_pool):,} random codes of the seeded codes' lengths and alphabet that "
+            "no link has, drawn uniformly with replacement, so codes repeat within the run and the miss "
+            "cache must answer the repeats. SQL lookups are counted exactly on PostgreSQL: the index scans "
+            "of links.code (pg_stat_user_indexes), read after closing the service's SQL connections so "
+            "their statistics are flushed (its pool reconnects); they are compared with the distinct codes "
+            "wrk sent (printed by bench/lua/codes.lua). The service's Redis-miss counter is shown too: it "
+            "can exceed the SQL lookups, because concurrent misses of one code share one load."
+        )
+    notes += [
+        f"Where lookups were answered ({title}): {split}" for title, split in bench.lookups
+    ]
+    notes += [
+        f"Query workload: links have the default query policy (forward), under the operator deny list "
+        f"LINKGATE_QUERY_DENY={seed.QUERY_DENY}; the visitor sends `?{seed.VISITOR_QUERY}` and must get "
+        f"the target (whose own `ref` wins) plus `&{seed.FORWARDED_QUERY}`.",
+        "Nothing is flushed between workloads; the in-process cache and Redis warm up as they would in "
+        "production. The workloads run in table order on one server process (the 10k run on a fresh one).",
+        "Redis and PostgreSQL are not pinned: they share both cores with the server and wrk.",
+        "Memory per cached link is Redis's MEMORY USAGE (key, value, object headers, main-dict entry); "
+        "the TTL's entry in the expires dict (about 24-32 B) is not in it.",
+    ]
+    text_report = Report(
+        date=started.strftime("%Y-%m-%d %H:%M UTC"),
+        machine=machine_info,
+        versions=machine.versions(postgres=pg_version, redis=redis_version),
+        settings=_settings_text(config, bench, backend),
+        ceilings=ceilings,
+        workloads=workloads,
+        figures=figures,
+        postgres=postgres,
+        notes=notes,
+    )
+    markdown, code = report.render(text_report)
+    config.results.write_text(markdown)
+    log("")
+    log(markdown)
+    log(f"bench: wrote {config.results}")
+    return code
+
+
+def _pinned(cpu: int | None, func):
+    """Run `func` on the server's CPU, as the hot path would."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return func()
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        return func()
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+async def _used_memory(redis_url: str | None) -> int | None:
+    if redis_url is None:
+        return None
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return int((await client.info("memory"))["used_memory"])
+    finally:
+        await client.aclose()
+
+
+async def _memory_figure(redis_url: str | None, prefix: str, used_before: int | None) -> Figure:
+    name = "Redis memory per cached link (80-character URL)"
+    target = f"<= {report.MAX_BYTES_PER_CACHED_LINK:.0f} B"
+    if redis_url is None:
+        return Figure(name, "not measured (fakeredis)", target, report.judge_memory(None))
+    measured = await redis_memory(redis_url, prefix)
+    if measured is None:
+        return Figure(name, "no cached links found", target, report.judge_memory(None))
+    usage, value_length, keys = measured
+    used_after = await _used_memory(redis_url)
+    extra = ""
+    if used_before is not None and used_after is not None and keys:
+        extra = f"; INFO used_memory grew {(used_after - used_before) / keys:.0f} B per key (noisy: shared Redis)"
+    return Figure(
+        name,
+        f"{usage:.0f} B (MEMORY USAGE, mean of {min(keys, 1000):,} keys; values {value_length:.0f} B; "
+        f"{keys:,} keys cached after the uniform run{extra})",
+        target,
+        report.judge_memory(usage),
+    )
+
+
+def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]:
+    pin = (
+        f"server `taskset -c {bench.server_cpu}`, wrk `taskset -c {bench.wrk_cpu}`"
+        if bench.server_cpu is not None else "none (one core)"
+    )
+    return {
+        "storage": backend,
+        "service": "`python -m service serve` (uvicorn, uvloop, httptools, 1 worker), with "
+        "LINKGATE_ACCESS_LOG=false, LINKGATE_LOG_LEVEL=warning, "
+        f"LINKGATE_QUERY_DENY={seed.QUERY_DENY}, a bench salt; every other setting at its default "
+        "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10)",
+        "ceiling": "`uvicorn bench.ceiling:app --loop uvloop --http httptools --no-access-log "
+        "--log-level warning --no-server-header --proxy-headers` (the settings `serve` passes)",
+        "pinning": pin,
+        "load": f"`wrk -t1 -c{config.connections} -d{config.seconds}s --latency -s bench/lua/<script>` "
+        "(hot.lua, codes.lua, create.lua)",
+        "links": f"{config.links:,} (BENCH_LINKS) and {config.small_links:,} (BENCH_SMALL_LINKS); "
+        f"target URLs of {len(seed.target_url(0))} characters like `{seed.target_url(1234)}`",
+        "verification": f"{config.verify_samples} answers per workload (BENCH_VERIFY_SAMPLES)",
+    }
+
+
+def main() -> int:
+    config = Config.from_env()
+    # Only the bench's own LINKGATE_* settings apply, in this process and the servers.
+    for name in [n for n in os.environ if n.startswith("LINKGATE_")]:
+        del os.environ[name]
+    lock = open(LOCK, "w")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"bench: another bench run holds {LOCK}")
+    atexit.register(_kill_leftovers)
+    try:
+        return asyncio.run(_main(config))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("bench: interrupted; servers stopped and bench data removed")
+        return 130
+
+
+_live: list[Bench] = []
+
+
+def _kill_leftovers() -> None:
+    """Last resort when the event loop could not stop a server (e.g. a second Ctrl-C)."""
+    for bench in _live:
+        for server in bench.servers:
+            if server.process is not None and server.process.poll() is None:
+                server.process.kill()
+
+
+async def _main(config: Config) -> int:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run(config)

@@ -1,0 +1,258 @@
+"""The bench's own storage (a PostgreSQL database and a Redis key prefix) and its servers.
+
+Everything here talks to 127.0.0.1 only, and everything it makes it also
+removes: `Storage.drop` and `Server.stop` are safe to call more than once and
+after a half-finished start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def require_loopback(url: str) -> str:
+    """The bench sends traffic to this machine only."""
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK:
+        raise SystemExit(f"bench: refusing {url!r}: the bench talks to 127.0.0.1 only")
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- storage -------------------------------------------------------------------
+
+
+async def postgres_reachable(admin_url: str) -> str | None:
+    """The server version when the admin URL answers, else None."""
+    engine = create_async_engine(admin_url, connect_args={"timeout": 3})
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(text("SHOW server_version"))).scalar()
+    except Exception:
+        return None
+    finally:
+        await engine.dispose()
+
+
+async def redis_reachable(url: str) -> str | None:
+    """The server version when Redis answers, else None."""
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        return (await client.info("server"))["redis_version"]
+    except Exception:
+        return None
+    finally:
+        await client.aclose()
+
+
+async def _admin(admin_url: str, statement: str) -> None:
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def delete_prefix(redis_url: str, prefix: str) -> int:
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{prefix}*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                deleted += await client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+@dataclass
+class Storage:
+    """One data set's SQL database and Redis key prefix (PostgreSQL + Redis, or SQLite + fakeredis)."""
+
+    name: str  # the database name (PostgreSQL) or file stem (SQLite)
+    redis_prefix: str
+    admin_url: str | None  # None: the embedded default
+    redis_url: str | None
+    workdir: Path
+    created: bool = field(default=False, init=False)
+
+    @property
+    def database_url(self) -> str:
+        if self.admin_url is None:
+            return f"sqlite+aiosqlite:///{self.workdir / (self.name + '.db')}"
+        return make_url(self.admin_url).set(database=self.name).render_as_string(hide_password=False)
+
+    async def create(self) -> None:
+        """A fresh, migrated database and an empty key prefix (leftovers of a killed run removed)."""
+        await self.drop()
+        if self.admin_url is not None:
+            # CREATE DATABASE takes no bind parameters; the name is the bench's own constant.
+            await _admin(self.admin_url, f'CREATE DATABASE "{self.name}"')
+        self.created = True
+        env = {**clean_env(), "LINKGATE_DATABASE_URL": self.database_url}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service", "migrate", cwd=REPO, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"python -m service migrate failed:\n{out.decode(errors='replace')}")
+
+    async def drop(self) -> None:
+        if self.admin_url is not None:
+            await _admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        else:
+            for suffix in (".db", ".db-wal", ".db-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.workdir / (self.name + suffix)).unlink()
+        if self.redis_url is not None:
+            await delete_prefix(self.redis_url, self.redis_prefix)
+        self.created = False
+
+    async def code_lookups(self) -> int | None:
+        """SQL lookups by code so far: PostgreSQL's index scans of links.code (uq_links_code).
+
+        Backends flush their statistics only now and then (up to 10 s late), so
+        this first closes the service's connections to the bench database (its
+        pool reconnects on next use), which flushes them at once. None on SQLite.
+        """
+        if self.admin_url is None:
+            return None
+        admin = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with admin.connect() as connection:
+                others = text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                )
+                await connection.execute(others, {"name": self.name})
+                deadline = time.monotonic() + 10
+                remaining = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
+                while (await connection.execute(remaining, {"name": self.name})).scalar():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"connections to {self.name} did not close")
+                    await asyncio.sleep(0.05)
+        finally:
+            await admin.dispose()
+        engine = create_async_engine(self.database_url)
+        try:
+            async with engine.connect() as connection:
+                scans = text(
+                    "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes "
+                    "WHERE relname = 'links' AND indexrelname = 'uq_links_code'"
+                )
+                return int((await connection.execute(scans)).scalar())
+        finally:
+            await engine.dispose()
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any LINKGATE_* setting, so only the bench's apply."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+
+
+# --- servers -------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A server process on 127.0.0.1, pinned with taskset when `cpu` is set."""
+
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    ready_path: str
+    cpu: int | None = None
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        argv = (["taskset", "-c", str(self.cpu)] if self.cpu is not None else []) + self.argv
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            # A session of its own: a Ctrl-C in the terminal reaches the bench,
+            # which then stops the server itself, in order.
+            self.process = subprocess.Popen(
+                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+                try:
+                    response = await client.get(self.ready_path)
+                    if response.status_code < 500:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
+                await asyncio.sleep(0.2)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="linkgate-bench-"))

@@ -1,0 +1,249 @@
+"""The bench's ratios, verdicts, counters and tables: pure logic, no servers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench import report, run, seed
+from bench.report import Check, Figure, Verification, WorkloadResult
+from bench.wrk import WrkResult
+
+
+def wrk_result(rps: float, *, p99: float = 5.0, requests: int | None = None, **errors) -> WrkResult:
+    return WrkResult(
+        requests=requests if requests is not None else int(rps * 10),
+        duration_s=10.0,
+        requests_per_s=rps,
+        latency_avg_ms=p99 / 2,
+        latency_max_ms=p99 * 2,
+        p50_ms=p99 / 3,
+        p75_ms=p99 / 2,
+        p90_ms=p99 / 1.5,
+        p99_ms=p99,
+        **errors,
+    )
+
+
+def verified(checked: int = 200, failed: int = 0) -> Verification:
+    result = Verification()
+    for n in range(checked):
+        result.record("wrong Location" if n < failed else None)
+    return result
+
+
+def workload(key: str, rps: float, **kwargs) -> WorkloadResult:
+    values = {"verification": verified(), "unexpected_statuses": 0}
+    values.update(kwargs)
+    wrk = values.pop("wrk", None) or wrk_result(rps, **values.pop("wrk_kwargs", {}))
+    return WorkloadResult(key=key, title=key, wrk=wrk, **values)
+
+
+CEILING = 10_000.0
+
+
+@pytest.mark.parametrize(
+    ("key", "rps", "state"),
+    [
+        pytest.param("hot", 6_000, report.MET, id="hot-at-0.60"),
+        pytest.param("hot", 5_999, report.NOT_MET, id="hot-below-0.60"),
+        pytest.param("uniform", 3_000, report.MET, id="uniform-at-0.30"),
+        pytest.param("uniform", 2_900, report.NOT_MET, id="uniform-below-0.30"),
+        pytest.param("uniform_query", 2_500, report.MET, id="query-at-0.25"),
+        pytest.param("uniform_query", 2_400, report.NOT_MET, id="query-below-0.25"),
+        pytest.param("unknown", 3_000, report.MET, id="unknown-at-0.30"),
+        pytest.param("create", 1_000, report.MET, id="create-at-1000"),
+        pytest.param("create", 999, report.NOT_MET, id="create-below-1000"),
+    ],
+)
+def test_each_workload_is_held_to_its_own_target(key, rps, state):
+    assert report.judge(workload(key, rps), CEILING, postgres=True).state == state
+
+
+def test_a_hot_code_with_a_slow_p99_misses_its_target_however_fast():
+    verdict = report.judge(workload("hot", 9_000, wrk_kwargs={"p99": 15.1}), CEILING, postgres=True)
+    assert verdict.state == report.NOT_MET
+    assert verdict.reasons == ["p99 15.1 ms > 15 ms"]
+
+
+def test_creates_count_only_on_postgresql():
+    verdict = report.judge(workload("create", 5_000), CEILING, postgres=False)
+    assert verdict.state == report.NOT_MET
+    assert "not on PostgreSQL" in verdict.reasons
+
+
+def test_a_failed_verification_fails_the_workload_however_fast():
+    fast_but_wrong = workload("hot", 9_999, verification=verified(failed=1))
+    assert report.judge(fast_but_wrong, CEILING, postgres=True).state == report.FAILED
+
+
+def test_a_workload_that_did_not_run_fails():
+    crashed = WorkloadResult(key="uniform", title="uniform", error="RuntimeError: wrk exited with 1")
+    verdict = report.judge(crashed, CEILING, postgres=True)
+    assert verdict.state == report.FAILED
+    assert verdict.reasons == ["RuntimeError: wrk exited with 1"]
+
+
+def test_unexpected_statuses_spoil_a_fast_figure():
+    verdict = report.judge(workload("hot", 9_000, unexpected_statuses=3), CEILING, postgres=True)
+    assert verdict.state == report.NOT_MET
+    assert verdict.reasons == ["3 unexpected statuses"]
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "state"),
+    [pytest.param(90, report.MET, id="within-0.1%"), pytest.param(101, report.NOT_MET, id="beyond-0.1%")],
+)
+def test_a_few_socket_errors_are_tolerated_many_are_not(timeouts, state):
+    result = workload("hot", 9_000, wrk=wrk_result(9_000, requests=100_000, timeouts=timeouts))
+    assert report.judge(result, CEILING, postgres=True).state == state
+
+
+def test_a_failed_check_spoils_the_unknown_code_workload():
+    check = Check("SQL lookups by code 12 <= 1 x 10 distinct unknown codes sent", False)
+    verdict = report.judge(workload("unknown", 9_000, checks=[check]), CEILING, postgres=True)
+    assert verdict.state == report.NOT_MET
+    assert verdict.reasons == [f"failed: {check.text}"]
+
+
+def test_without_a_ceiling_ratios_cannot_be_met():
+    verdict = report.judge(workload("uniform", 9_000), None, postgres=True)
+    assert verdict.reasons == ["no ceiling measured"]
+
+
+def test_the_ceiling_is_the_mean_of_the_runs_that_produced_a_figure():
+    ceilings = [
+        workload("ceiling", 9_000),
+        workload("ceiling", 11_000),
+        WorkloadResult(key="ceiling", title="ceiling", error="did not start"),
+    ]
+    assert report.ceiling_rps(ceilings) == 10_000
+    assert report.ceiling_rps([]) is None
+
+
+@pytest.mark.parametrize(
+    ("small", "large", "state"),
+    [
+        pytest.param(1_000, 800, report.MET, id="large-20%-slower"),
+        pytest.param(1_000, 799, report.NOT_MET, id="large-over-20%-slower"),
+        pytest.param(800, 1_000, report.MET, id="small-slower-counts-too"),
+    ],
+)
+def test_ten_thousand_and_a_million_links_must_be_within_20_percent(small, large, state):
+    verdict = report.judge_scaling(workload("uniform_small", small), workload("uniform", large))
+    assert verdict.state == state
+
+
+@pytest.mark.parametrize(
+    ("measured", "state"),
+    [
+        pytest.param(200.0, report.MET, id="at-200"),
+        pytest.param(200.5, report.NOT_MET, id="over-200"),
+        pytest.param(None, report.NOT_MET, id="not-measured"),
+    ],
+)
+def test_redis_memory_per_link_must_stay_within_200_bytes(measured, state):
+    assert report.judge_memory(measured).state == state
+
+
+def test_verification_counts_every_failure_but_keeps_only_a_few_examples():
+    result = verified(checked=200, failed=50)
+    assert (result.checked, result.failed, len(result.examples)) == (200, 50, 5)
+    assert result.text() == "150/200 FAILED"
+    assert Verification().text() == "not run"
+    assert not Verification().ok
+
+
+def test_the_table_shows_each_run_with_its_ratio_and_verdict():
+    ceilings = [workload("ceiling", 10_000, unexpected_statuses=None)]
+    workloads = [workload("hot", 7_000), workload("uniform", 1_000)]
+    lines, verdicts = report.workload_table(ceilings, workloads, postgres=True)
+    assert len(lines) == 2 + 3
+    assert [v.state for v in verdicts] == [report.MET, report.NOT_MET]
+    hot = lines[3].split(" | ")
+    assert hot[1:4] == ["7,000", "1.67 ms", "5.00 ms"]
+    assert hot[6] == "0.70"
+    assert hot[8] == "met"
+    assert hot[9] == "200/200 |"
+    assert "ratio 0.10 < 0.30" in lines[4]
+
+
+def test_only_a_failed_workload_or_figure_makes_the_run_exit_non_zero():
+    base = report.Report(
+        date="today", machine={}, versions={}, settings={},
+        ceilings=[workload("ceiling", 10_000)], workloads=[workload("uniform", 100)],
+        figures=[Figure("seeding", "1 links/s")], postgres=True,
+    )
+    text, code = report.render(base)
+    assert code == 0  # an unmet target is a result, not a failure
+    assert "| uniform |" in text
+    broken = dataclasses.replace(base, workloads=[workload("uniform", 100, verification=verified(failed=1))])
+    assert report.render(broken)[1] == 1
+    missing = dataclasses.replace(base, figures=[Figure("10k vs 1M", "-", verdict=report.judge_scaling(None, None))])
+    assert report.render(missing)[1] == 1
+
+
+# --- the service's own counters, as /metrics shows them -------------------------
+
+METRICS_BEFORE = """\
+# TYPE linkgate_http_requests_total counter
+linkgate_http_requests_total{method="GET",route="/{code}",status="302"} 10.0
+linkgate_http_requests_total{method="GET",route="/readyz",status="200"} 1.0
+# TYPE linkgate_cache_lookups_total counter
+linkgate_cache_lookups_total{layer="local",result="hit"} 5.0
+linkgate_cache_lookups_total{layer="redis",result="miss"} 5.0
+"""
+
+METRICS_AFTER = """\
+# TYPE linkgate_http_requests_total counter
+linkgate_http_requests_total{method="GET",route="/{code}",status="302"} 110.0
+linkgate_http_requests_total{method="GET",route="/{code}",status="503"} 2.0
+linkgate_http_requests_total{method="GET",route="/metrics",status="200"} 1.0
+linkgate_http_requests_total{method="GET",route="/readyz",status="200"} 1.0
+# TYPE linkgate_cache_lookups_total counter
+linkgate_cache_lookups_total{layer="local",result="hit"} 55.0
+linkgate_cache_lookups_total{layer="redis",result="hit"} 40.0
+linkgate_cache_lookups_total{layer="redis",result="miss"} 17.0
+"""
+
+
+def test_statuses_other_than_the_expected_one_count_as_unexpected_but_metrics_scrapes_do_not():
+    before, after = run.parse_metrics(METRICS_BEFORE), run.parse_metrics(METRICS_AFTER)
+    assert run.unexpected_statuses(before, after, 302) == 2
+    assert run.unexpected_statuses(before, after, 404) == 102
+
+
+def test_counter_deltas_select_samples_by_label():
+    before, after = run.parse_metrics(METRICS_BEFORE), run.parse_metrics(METRICS_AFTER)
+    name = "linkgate_cache_lookups_total"
+    assert run.counter_delta(before, after, name, layer="redis", result="miss") == 12
+    assert run.counter_delta(before, after, name, layer="redis") == 52
+    assert run.lookup_split(before, after) == (
+        "local memory 49.0%, Redis 39.2%, SQL (Redis miss) 11.8% of 102"
+    )
+
+
+# --- seed data --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1_234, 999_999, 9_999_999])
+def test_seeded_targets_are_80_characters(n):
+    assert len(seed.target_url(n)) == 80
+
+
+def test_the_query_workload_expects_the_deny_list_and_the_targets_own_ref_to_win():
+    location = seed.expected_location(7, seed.VISITOR_QUERY)
+    assert location == seed.target_url(7) + "&utm_source=x&utm_medium=y"
+    assert "fbclid" not in location
+    assert location.count("ref=") == 1
+
+
+def test_unknown_codes_have_the_seeded_shape_and_are_never_seeded():
+    import random
+
+    known = ["abcdef", "ghijkl", "mnopqr"]
+    codes = run.seed.unknown_codes(known, 50, alphabet="abcdefghijklmnopqr", rng=random.Random(1))
+    assert len(codes) == len(set(codes)) == 50
+    assert not set(codes) & set(known)
+    assert {len(code) for code in codes} == {6}
