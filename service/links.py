@@ -114,7 +114,8 @@ class LinkService:
             raise
         # A cached "no such code" for this alias would otherwise outlive the create.
         self._changed(link.code)
-        await self.cache.put(link.code, cached_form(link))
+        if not await self.cache.put(link.code, cached_form(link)):
+            await self._remember_stale(link.code)
         return link
 
     async def bulk_create(self, urls: list[str], *, redirect_status: int | None = None) -> list[str]:
@@ -193,8 +194,11 @@ class LinkService:
     async def _invalidate(self, code: str) -> None:
         """Drop every cached copy; if Redis cannot be told, remember it in SQL."""
         self._changed(code)
-        if await self.cache.drop(code):
-            return
+        if not await self.cache.drop(code):
+            await self._remember_stale(code)
+
+    async def _remember_stale(self, code: str) -> None:
+        """Redis could not be told: record the code so the drain loop drops its entry later."""
         try:
             async with self.db.transaction() as session:
                 await sql.remember_invalidation(session=session, code=code, now=self.clock())

@@ -94,3 +94,15 @@ async def test_sql_outage_writes_leave_the_stored_link_intact(client, sql_down):
     state.db = state.links.db = state.redirector._db = real
     stored = (await client.get(f"/api/v1/links/{code}")).json()
     assert stored["url"] == "https://example.com/keep"
+
+
+async def test_an_alias_created_while_redis_is_away_does_not_stay_a_cached_miss(client, redis_server):
+    state = client.app.state
+    assert (await client.get("/soon-here")).status_code == 404  # Redis now caches the miss
+    redis_server.connected = False
+    await make_link(client, alias="soon-here")
+    redis_server.connected = True
+    state.cache._down_until = 0.0
+    state.redirector.forget_all()
+    assert await state.links.drain_pending_invalidations() == 1
+    assert (await client.get("/soon-here")).status_code == 302
