@@ -14,6 +14,7 @@ from .models import LinkCreate, LinkOut, LinkPage, LinkUpdate
 router = APIRouter(prefix="/api/v1/links", tags=["links"])
 
 PROBLEM_RESPONSES = {
+    400: {"description": "The body cannot be read at all, e.g. it is not UTF-8 (problem JSON)."},
     404: {"description": "No such link (problem JSON)."},
     409: {"description": "Alias taken (problem JSON)."},
     422: {"description": "Invalid input (problem JSON naming the field)."},

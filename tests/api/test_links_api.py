@@ -82,6 +82,21 @@ async def test_malformed_json_answers_422_not_500(client):
     assert response.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_body_that_is_not_utf8_answers_a_documented_400_problem(client, method):
+    await create(client, alias="kept-link")
+    response = await client.request(
+        method, "/api/v1/links" if method == "POST" else "/api/v1/links/kept-link",
+        content=b'{"url": "\xff"}', headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "urn:linkgate:problem:bad-request"
+    path = "/api/v1/links" if method == "POST" else "/api/v1/links/{code}"
+    document = (await client.get("/openapi.json")).json()
+    assert "400" in document["paths"][path][method.lower()]["responses"]
+
+
 async def test_alias_that_decodes_as_a_generated_code_is_refused(client):
     future_code = client.app.state.links.codec.encode(1000)
     response = await create(client, alias=future_code)
