@@ -243,6 +243,22 @@ def figures_table(figures: list[Figure]) -> list[str]:
     return lines
 
 
+def lookups_table(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """Shares of each workload's redirect lookups answered by memory, Redis and SQL (the service's counters)."""
+    lines = [
+        "| workload | lookups | local memory | Redis | SQL (Redis miss) | Redis error |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for title, counts in rows:
+        total = sum(counts.values())
+        if not total:
+            lines.append(f"| {title} | 0 | - | - | - | - |")
+            continue
+        shares = [f"{counts.get(k, 0.0) / total:.1%}" for k in ("local", "redis", "sql", "error")]
+        lines.append(f"| {title} | {total:,.0f} | " + " | ".join(shares) + " |")
+    return lines
+
+
 def exit_code(verdicts: list[Verdict]) -> int:
     """Non-zero when any workload FAILED (wrong answers or no run); unmet targets are results, not failures."""
     return 1 if any(v.state == FAILED for v in verdicts) else 0
@@ -260,6 +276,7 @@ class Report:
     workloads: list[WorkloadResult]
     figures: list[Figure]
     postgres: bool
+    lookups: list[tuple[str, dict[str, float]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -281,6 +298,12 @@ def render(report: Report) -> tuple[str, int]:
         "expects, as the service's own /metrics counted them (the ceiling: wrk's non-2xx/3xx). "
         "`verified` is how many sampled answers, checked after the wrk run with httpx, had the "
         "expected status and exact Location.",
+        "",
+        "## Where redirect lookups were answered",
+        "",
+        *lookups_table(report.lookups),
+        "",
+        "From the service's linkgate_cache_lookups_total at /metrics, before and after each wrk run.",
         "",
         "## Other figures",
         "",

@@ -219,9 +219,13 @@ def test_counter_deltas_select_samples_by_label():
     name = "linkgate_cache_lookups_total"
     assert run.counter_delta(before, after, name, layer="redis", result="miss") == 12
     assert run.counter_delta(before, after, name, layer="redis") == 52
-    assert run.lookup_split(before, after) == (
-        "local memory 49.0%, Redis 39.2%, SQL (Redis miss) 11.8% of 102"
-    )
+    assert run.lookup_counts(before, after) == {"local": 50, "redis": 40, "sql": 12, "error": 0}
+
+
+def test_the_lookup_table_shows_shares_of_each_workloads_lookups():
+    lines = report.lookups_table([("hot", {"local": 50, "redis": 40, "sql": 10, "error": 0}), ("create", {})])
+    assert lines[2] == "| hot | 100 | 50.0% | 40.0% | 10.0% | 0.0% |"
+    assert lines[3] == "| create | 0 | - | - | - | - |"
 
 
 # --- seed data --------------------------------------------------------------------
