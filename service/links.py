@@ -24,6 +24,7 @@ from .targets import TargetRules, normalise_target
 log = logging.getLogger(__name__)
 
 _UNSET = object()
+_MAX_ROW_ID = 2**63 - 1
 
 
 def utc_now() -> datetime:
@@ -40,7 +41,12 @@ def decode_cursor(cursor: str) -> int:
         kind, _, value = text.partition(":")
         if kind != "id" or not value.isdigit():
             raise ValueError(text)
-        return int(value)
+        row_id = int(value)
+        # Row ids fit a signed 64-bit integer; a larger number would reach SQL
+        # and fail there (SQLite raises OverflowError) instead of answering 422.
+        if row_id > _MAX_ROW_ID:
+            raise ValueError(text)
+        return row_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("cursor", "is not a cursor this service handed out") from None
 

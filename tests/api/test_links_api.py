@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 
@@ -142,6 +143,26 @@ async def test_list_refuses_a_forged_cursor(client):
     response = await client.get("/api/v1/links", params={"cursor": "bm90LWEtY3Vyc29y"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    "row_id", [2**63, 10**30], ids=["just-past-bigint", "far-past-bigint"]
+)
+async def test_list_refuses_a_cursor_past_any_row_id_with_422_not_500(client, row_id):
+    await create(client)
+    cursor = base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
+    response = await client.get("/api/v1/links", params={"cursor": cursor})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_list_takes_a_cursor_at_the_largest_row_id(client):
+    created = (await create(client)).json()
+    cursor = base64.urlsafe_b64encode(f"id:{2**63 - 1}".encode()).decode().rstrip("=")
+    response = await client.get("/api/v1/links", params={"cursor": cursor})
+    assert response.status_code == 200
+    assert [link["code"] for link in response.json()["data"]] == [created["code"]]
 
 
 async def test_patch_changes_url_and_status_and_the_next_redirect_uses_them(client):
