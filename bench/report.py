@@ -109,6 +109,26 @@ def ceiling_rps(ceilings: list[WorkloadResult]) -> float | None:
     return sum(figures) / len(figures) if figures else None
 
 
+# Ceiling runs further apart than this mean the machine's load changed during the run.
+CEILING_SPREAD_NOTED = 1.10
+
+
+def ceiling_spread(ceilings: list[WorkloadResult]) -> tuple[float, float] | None:
+    """(slowest, fastest) ceiling run when they differ by more than CEILING_SPREAD_NOTED, else None."""
+    figures = [c.wrk.requests_per_s for c in ceilings if c.wrk is not None and c.error is None]
+    if len(figures) < 2 or min(figures) <= 0 or max(figures) / min(figures) <= CEILING_SPREAD_NOTED:
+        return None
+    return min(figures), max(figures)
+
+
+def fmt_ratio_cell(rps: float, ceiling: float | None, spread: tuple[float, float] | None) -> str:
+    """The ratio to the mean ceiling; with the range against each ceiling run when those disagree."""
+    text = fmt_ratio(ratio(rps, ceiling))
+    if spread is None or ceiling is None:
+        return text
+    return f"{text} ({rps / spread[1]:.2f}-{rps / spread[0]:.2f})"
+
+
 def ratio(rps: float, ceiling: float | None) -> float | None:
     if not ceiling:
         return None
@@ -193,6 +213,7 @@ def workload_table(
 ) -> tuple[list[str], list[Verdict]]:
     """The Markdown table of every wrk run, and each service workload's verdict (in order)."""
     ceiling = ceiling_rps(ceilings)
+    spread = ceiling_spread(ceilings)
     lines = [
         "| workload | req/s | p50 | p99 | errors | non-2xx/3xx (wrk) | vs ceiling | target | verdict | verified |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
@@ -216,7 +237,7 @@ def workload_table(
                 fmt_ms(wrk.p99_ms),
                 f"{result.errors:,}",
                 f"{wrk.non_2xx_3xx:,}",
-                fmt_ratio(ratio(wrk.requests_per_s, ceiling)),
+                fmt_ratio_cell(wrk.requests_per_s, ceiling, None if is_ceiling else spread),
                 target,
                 verdict.text(),
                 verified,
@@ -293,7 +314,9 @@ def render(report: Report) -> tuple[str, int]:
         "",
         *table,
         "",
-        "`vs ceiling` is requests/s over the mean of the ceiling runs of this same run. "
+        "`vs ceiling` is requests/s over the mean of the ceiling runs of this same run "
+        "(in brackets, against the faster and the slower ceiling run, when those differ by more than "
+        f"{CEILING_SPREAD_NOTED - 1:.0%}: the machine's load changed during the run; verdicts use the mean). "
         "`errors` counts socket errors plus answers whose status was not the one the workload "
         "expects, as the service's own /metrics counted them (the ceiling: wrk's non-2xx/3xx). "
         "`verified` is how many sampled answers, checked after the wrk run with httpx, had the "

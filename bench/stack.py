@@ -152,17 +152,23 @@ class Storage:
         admin = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         try:
             async with admin.connect() as connection:
-                others = text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                # The pool may open a new connection meanwhile (its background job runs every few
+                # seconds): repeat until a pass finds none, so every backend that served it has exited.
+                # pg_terminate_backend in the select list: it runs only for rows the WHERE kept
+                # (in the WHERE, PostgreSQL could call it before the other conditions).
+                terminate = text(
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = :name AND pid <> pg_backend_pid()"
                 )
-                await connection.execute(others, {"name": self.name})
-                deadline = time.monotonic() + 10
-                remaining = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
-                while (await connection.execute(remaining, {"name": self.name})).scalar():
+                alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+                deadline = time.monotonic() + 30
+                while pids := [pid for pid, _ in await connection.execute(terminate, {"name": self.name})]:
+                    while (await connection.execute(alive, {"pids": pids})).scalar():
+                        await asyncio.sleep(0.05)
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"connections to {self.name} kept coming back")
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"connections to {self.name} did not close")
-                    await asyncio.sleep(0.05)
+                        raise RuntimeError(f"connections to {self.name} kept coming back")
         finally:
             await admin.dispose()
         engine = create_async_engine(self.database_url)

@@ -122,6 +122,16 @@ def test_the_ceiling_is_the_mean_of_the_runs_that_produced_a_figure():
     assert report.ceiling_rps([]) is None
 
 
+def test_ratios_show_their_range_when_the_ceiling_runs_disagree():
+    steady = [workload("ceiling", 10_000), workload("ceiling", 10_900)]
+    assert report.ceiling_spread(steady) is None
+    unsteady = [workload("ceiling", 8_000), workload("ceiling", 12_000)]
+    assert report.ceiling_spread(unsteady) == (8_000, 12_000)
+    lines, _ = report.workload_table(unsteady, [workload("hot", 6_000)], postgres=True)
+    assert lines[-1].split(" | ")[6] == "0.60 (0.50-0.75)"
+    assert lines[2].split(" | ")[6] == "0.80"  # a ceiling row shows its plain ratio
+
+
 @pytest.mark.parametrize(
     ("small", "large", "state"),
     [
