@@ -135,6 +135,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             metrics.TALLY.flush()
+            await redirector.aclose()
+            await service.aclose()
             if redis_client is None:
                 await redis_client_.aclose()
             await db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -69,6 +70,9 @@ class LinkService:
     # Called with a code whenever its link changes, so this replica's
     # in-memory redirect cache forgets it at once.
     on_change: list[Callable[[str], None]] = field(default_factory=list)
+    redrop_after_seconds: float = 2.0
+    _background: set[asyncio.Task] = field(default_factory=set)
+    _redrop_codes: set[str] = field(default_factory=set)
 
     # --- validation --------------------------------------------------------
 
@@ -199,6 +203,31 @@ class LinkService:
 
     async def _invalidate(self, code: str) -> None:
         """Drop every cached copy; if Redis cannot be told, remember it in SQL."""
+        self._changed(code)
+        if not await self.cache.drop(code):
+            await self._remember_stale(code)
+            return
+        # A redirect that read the old row just before this commit may still
+        # write it back to Redis after the drop above; drop once more when any
+        # such load has long finished.
+        self._redrop_codes.add(code)
+        task = asyncio.get_running_loop().create_task(self._drop_again(code))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def aclose(self) -> None:
+        """Run the pending second drops now rather than lose them at shutdown."""
+        pending = list(self._background)
+        for task in pending:
+            task.cancel()
+        codes = {code for code in self._redrop_codes}
+        self._redrop_codes.clear()
+        if codes:
+            await self.cache.drop(*codes)
+
+    async def _drop_again(self, code: str) -> None:
+        await asyncio.sleep(self.redrop_after_seconds)
+        self._redrop_codes.discard(code)
         self._changed(code)
         if not await self.cache.drop(code):
             await self._remember_stale(code)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from . import metrics
 from .api.problems import PROBLEM_TYPE_PREFIX
+from .batching import Coalescer
 from .codes import CODE_PATTERN, is_reserved
 from .config import Settings
 from .errors import StorageUnavailable
@@ -128,13 +129,20 @@ class Redirector:
         self._local: dict[str, tuple[float, Destination | None]] = {}
         self._local_size = settings.local_cache_size
         self._local_ttl = settings.local_cache_ttl_seconds
-        self._loads: dict[str, asyncio.Future] = {}
+        # SQL loads: codes missed together are looked up together, one load per code at a time.
+        self._loads: Coalescer[str, CachedLink | None] = Coalescer(self._load_many, max_in_flight=4, max_batch=500)
+        self._background: set[asyncio.Task] = set()
         self.retry_after = str(settings.sql_retry_after_seconds).encode()
         self._permanent_cc = f"public, max-age={settings.permanent_redirect_max_age}".encode()
         self._local_hit = metrics.CACHE_LOOKUPS.labels(layer="local", result="hit")
         self._redis_hit = metrics.CACHE_LOOKUPS.labels(layer="redis", result="hit")
         self._redis_miss = metrics.CACHE_LOOKUPS.labels(layer="redis", result="miss")
         self._redis_error = metrics.CACHE_LOOKUPS.labels(layer="redis", result="error")
+
+    async def aclose(self) -> None:
+        """Let the Redis fills already under way finish (bounded by Redis's socket timeout)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def forget(self, code: str) -> None:
         self._local.pop(code, None)
@@ -159,16 +167,17 @@ class Redirector:
         if held is not None and held[0] > now:
             metrics.TALLY.add(self._local_hit)
             return held[1]
-        redis_answered = True
         try:
             cached = await self._cache.get(code)
         except CacheUnavailable:
             metrics.TALLY.add(self._redis_error)
-            cached, redis_answered = None, False
-        if cached is None:
-            if redis_answered:
+            cached = None
+        else:
+            if cached is None:
                 metrics.TALLY.add(self._redis_miss)
-            destination = await self._load(code, fill_cache=redis_answered)
+        if cached is None:
+            link = await self._loads.get(code)
+            destination = None if link is None else self.destination(link)
         else:
             metrics.TALLY.add(self._redis_hit)
             destination = None if cached is MISSING else self.destination(cached)
@@ -184,40 +193,23 @@ class Redirector:
             del local[next(iter(local))]
         local[code] = (now + self._local_ttl, destination)
 
-    async def _load(self, code: str, *, fill_cache: bool) -> Destination | None:
-        """One SQL load per code at a time; concurrent callers share its answer."""
-        pending = self._loads.get(code)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future = asyncio.get_running_loop().create_future()
-        self._loads[code] = future
+    async def _load_many(self, codes: list[str]) -> list[CachedLink | None]:
+        """One SQL query for a batch of codes; what it finds (or not) is written back to Redis."""
         try:
-            destination = await self._load_from_sql(code, fill_cache=fill_cache)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters may be none
-            raise
-        else:
-            future.set_result(destination)
-            return destination
-        finally:
-            del self._loads[code]
-
-    async def _load_from_sql(self, code: str, *, fill_cache: bool) -> Destination | None:
-        try:
-            async with self._db.reading(replica=True) as session:
-                link = await sql.find_live_link(session=session, code=code)
+            async with self._db.read_connection() as connection:
+                rows = await sql.find_live_targets(connection=connection, codes=codes)
         except StorageUnavailable:
             metrics.SQL_ERRORS.labels(operation="redirect").inc()
             raise
-        if link is None:
-            if fill_cache:
-                await self._cache.put_miss(code)
-            return None
-        cached = CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy)
-        if fill_cache:
-            await self._cache.put(code, cached)
-        return self.destination(cached)
+        found: dict[str, CachedLink | None] = {}
+        for code in codes:
+            row = rows.get(code)
+            found[code] = None if row is None else CachedLink(url=row[0], redirect_status=row[1], query_policy=row[2])
+        # Visitors get their answer now; Redis is filled behind them.
+        task = asyncio.get_running_loop().create_task(self._cache.put_many(found))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return list(found.values())
 
 
 # --- the ASGI middleware -------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from .. import metrics
+from ..batching import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,7 @@ class LinkCache:
         self._clock = clock
         self._cooldown = cooldown_seconds
         self._down_until = 0.0
-        self._pending: dict[bytes, list[asyncio.Future]] = {}
-        self._in_flight = 0
-        self._max_in_flight = max_in_flight
-        self._flush_scheduled = False
+        self._reads: Coalescer[bytes, bytes | None] = Coalescer(self._mget, max_in_flight=max_in_flight)
 
     def key(self, code: str) -> bytes:
         return f"{self.prefix}{{{code}}}".encode()
@@ -130,52 +128,17 @@ class LinkCache:
         """
         if self._clock() < self._down_until:
             raise CacheUnavailable("redis cooling down after an error")
-        key = self.key(code)
-        future = asyncio.get_running_loop().create_future()
-        waiters = self._pending.get(key)
-        if waiters is None:
-            self._pending[key] = [future]
-        else:
-            waiters.append(future)
-        self._schedule_flush()
-        value = await future
+        value = await self._reads.get(self.key(code))
         if value is None:
             return None
         return decode_link(value)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._in_flight < self._max_in_flight:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        self._in_flight += 1
-        asyncio.get_running_loop().create_task(self._fetch(batch))
-
-    async def _fetch(self, batch: dict[bytes, list[asyncio.Future]]) -> None:
-        keys = list(batch)
+    async def _mget(self, keys: list[bytes]) -> list[bytes | None]:
         try:
-            values = await self.redis.mget(keys)
+            return await self.redis.mget(keys)
         except _REDIS_DOWN_ERRORS as exc:
             self._failed(exc, "get")
-            error = CacheUnavailable(str(exc))
-            for waiters in batch.values():
-                for future in waiters:
-                    if not future.done():
-                        future.set_exception(error)
-        else:
-            for key, value in zip(keys, values, strict=True):
-                for future in batch[key]:
-                    if not future.done():
-                        future.set_result(value)
-        finally:
-            self._in_flight -= 1
-            if self._pending:
-                self._schedule_flush()
+            raise CacheUnavailable(str(exc)) from exc
 
     # --- writes ------------------------------------------------------------
 
@@ -184,6 +147,18 @@ class LinkCache:
 
     async def put_miss(self, code: str) -> bool:
         return await self._write("set", self.redis.set, self.key(code), MISS_VALUE, ex=self.miss_ttl)
+
+    async def put_many(self, links: dict[str, CachedLink | None]) -> bool:
+        """Cache several links (None: a miss) in one round trip."""
+        if not links:
+            return True
+        pipe = self.redis.pipeline(transaction=False)
+        for code, link in links.items():
+            if link is None:
+                pipe.set(self.key(code), MISS_VALUE, ex=self.miss_ttl)
+            else:
+                pipe.set(self.key(code), encode_link(link), ex=self.ttl)
+        return await self._write("set", pipe.execute)
 
     async def drop(self, *codes: str) -> bool:
         """Forget cached entries; False when Redis could not be told."""

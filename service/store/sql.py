@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, event, func, insert, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StorageUnavailable
@@ -77,6 +77,17 @@ class Database:
                 yield session
         except IntegrityError:
             raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection to the redirect read path's engine (the replica when configured)."""
+        try:
+            async with self.read_engine.connect() as connection:
+                yield connection
         except Exception as exc:
             if is_unavailable(exc):
                 raise StorageUnavailable(str(exc)) from exc
@@ -160,6 +171,21 @@ async def find_live_link(*, session: AsyncSession, code: str) -> Link | None:
     return (
         await session.execute(select(Link).where(Link.code == code, Link.deleted_at.is_(None)))
     ).scalar_one_or_none()
+
+
+async def find_live_targets(
+    *, connection: AsyncConnection, codes: list[str]
+) -> dict[str, tuple[str, int, dict | None]]:
+    """url, redirect_status and query_policy of each live link among `codes`, by code.
+
+    Core, not the ORM: this is the redirect path's SQL, one query for a batch
+    of codes, and ORM identity bookkeeping would only cost time here.
+    """
+    query = select(Link.code, Link.url, Link.redirect_status, Link.query_policy).where(
+        Link.code.in_(codes), Link.deleted_at.is_(None)
+    )
+    rows = (await connection.execute(query)).all()
+    return {code: (url, status, policy) for code, url, status, policy in rows}
 
 
 async def list_live_links(*, session: AsyncSession, limit: int, before_id: int | None) -> list[Link]:

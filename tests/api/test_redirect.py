@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import fakeredis
 import pytest
 from sqlalchemy import event, update
@@ -158,3 +160,18 @@ async def test_an_unexpected_error_on_the_redirect_path_answers_a_500_problem(cl
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "urn:linkgate:problem:internal"
+
+
+async def test_a_stale_entry_written_back_by_a_racing_load_is_dropped_again(client):
+    """A redirect that read the old row just before a PATCH may refill Redis with it afterwards."""
+    state = client.app.state
+    state.links.redrop_after_seconds = 0.05
+    code = await make_link(client, url="https://example.com/old")
+    await client.patch(f"/api/v1/links/{code}", json={"url": "https://example.com/new"})
+    from service.store.cache import CachedLink
+
+    # The racing load's late write-back of the old row:
+    await state.cache.put(code, CachedLink(url="https://example.com/old", redirect_status=302, query_policy=None))
+    await asyncio.sleep(0.2)
+    state.redirector.forget_all()
+    assert (await client.get(f"/{code}")).headers["location"] == "https://example.com/new"
