@@ -142,6 +142,10 @@ class LinkService:
                 for row_id, target in zip(ids, targets, strict=True)
             ]
             await sql.bulk_insert_links(session=session, rows=rows, now=self.clock())
+        # Like a single create, warm the cache (one pipeline, best effort).
+        await self.cache.put_many(
+            {row["code"]: CachedLink(url=row["url"], redirect_status=status, query_policy=None) for row in rows}
+        )
         return [row["code"] for row in rows]
 
     async def get(self, code: str) -> Link:

@@ -215,3 +215,23 @@ async def test_openapi_document_lists_the_link_routes(client):
     spec = (await client.get("/openapi.json")).json()
     assert {"/api/v1/links", "/api/v1/links/{code}"} <= set(spec["paths"])
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_bulk_create_stores_links_that_redirect_and_warms_the_cache(client):
+    state = client.app.state
+    codes = await state.links.bulk_create([f"https://example.com/bulk/{i}" for i in range(50)])
+    assert len(set(codes)) == 50
+    assert [state.links.codec.decode(code) for code in codes] == list(range(1, 51))
+    assert all([await state.cache.redis.exists(state.cache.key(code)) for code in codes])
+    response = await client.get(f"/{codes[7]}")
+    assert response.headers["location"] == "https://example.com/bulk/7"
+    single = (await create(client)).json()["code"]
+    assert client.app.state.links.codec.decode(single) == 51
+
+
+async def test_bulk_create_refuses_the_whole_batch_if_one_url_breaks_a_rule(client):
+    from service.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        await client.app.state.links.bulk_create(["https://example.com/ok", "http://127.0.0.1/"])
+    assert (await client.get("/api/v1/links")).json()["data"] == []
