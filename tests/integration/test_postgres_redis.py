@@ -154,3 +154,38 @@ async def test_links_survive_a_redis_flush(pg_settings):
         await cache.redis.delete(*keys)
         client.app.state.redirector.forget_all()
         assert (await client.get(f"/{code}")).headers["location"] == "https://example.com/target"
+
+
+async def test_bulk_create_on_postgres_copies_rows_whose_codes_redirect(pg_settings):
+    async with running_app(pg_settings, None) as client:
+        service = client.app.state.links
+        codes = await service.bulk_create([f"https://example.com/copy/{i}" for i in range(300)])
+        ids = [service.codec.decode(code) for code in codes]
+        assert ids == sorted(ids) and len(set(ids)) == 300
+        client.app.state.redirector.forget_all()
+        await client.app.state.cache.drop(codes[-1])  # this one must come from SQL
+        assert (await client.get(f"/{codes[-1]}")).headers["location"] == "https://example.com/copy/299"
+        assert (await client.get(f"/{codes[0]}")).headers["location"] == "https://example.com/copy/0"
+        after = (await make_link(client))["code"]
+        assert service.codec.decode(after) > ids[-1]
+
+
+async def test_a_burst_of_cold_codes_is_loaded_from_postgres_in_batches(pg_settings):
+    from sqlalchemy import event
+
+    async with running_app(pg_settings, None) as client:
+        state = client.app.state
+        codes = await state.links.bulk_create([f"https://example.com/burst/{i}" for i in range(200)])
+        await state.cache.drop(*codes)
+        state.redirector.forget_all()
+        selects: list[str] = []
+
+        def record(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT") and "links" in statement:
+                selects.append(statement)
+
+        event.listen(state.db.read_engine.sync_engine, "before_cursor_execute", record)
+        responses = await asyncio.gather(*(client.get(f"/{code}") for code in codes))
+        event.remove(state.db.read_engine.sync_engine, "before_cursor_execute", record)
+    assert [r.headers["location"] for r in responses] == [f"https://example.com/burst/{i}" for i in range(200)]
+    assert len(selects) < 20, f"{len(selects)} queries for 200 codes"
