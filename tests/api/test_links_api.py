@@ -98,6 +98,24 @@ async def test_a_body_that_is_not_utf8_answers_a_documented_400_problem(client, 
     assert "400" in document["paths"][path][method.lower()]["responses"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        pytest.param("PUT", "/api/v1/links", {"GET", "POST"}, id="collection"),
+        pytest.param("OPTIONS", "/api/v1/links", {"GET", "POST"}, id="collection-options"),
+        pytest.param("POST", "/api/v1/links/some-code", {"GET", "PATCH", "DELETE"}, id="one-link"),
+        pytest.param("DELETE", "/healthz", {"GET"}, id="probe"),
+    ],
+)
+async def test_an_unsupported_method_answers_405_allowing_every_method_of_the_path(
+    client, method, path, allowed
+):
+    response = await client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
 async def test_alias_that_decodes_as_a_generated_code_is_refused(client):
     future_code = client.app.state.links.codec.encode(1000)
     response = await create(client, alias=future_code)
