@@ -295,10 +295,12 @@ class Bench:
     ) -> WorkloadResult:
         """One wrk run and the checks after it; a failure is recorded, never raised."""
         result = WorkloadResult(key=key, title=title)
+        check_interrupted()
         log(f"- {title}")
         try:
             before = await metrics_snapshot(server.base_url) if expected_status is not None else None
             result.wrk = await self.run_wrk(server, script, args, key)
+            check_interrupted()
             if before is not None:
                 after_snapshot = await metrics_snapshot(server.base_url)
                 result.unexpected_statuses = unexpected_statuses(before, after_snapshot, expected_status)
@@ -306,6 +308,7 @@ class Bench:
                 if after is not None:
                     await after(result, before, after_snapshot)
             result.verification = await check()
+            check_interrupted()
             figure = result.wrk
             log(
                 f"  {figure.requests_per_s:,.0f} req/s, p50 {figure.p50_ms:.2f} ms, p99 {figure.p99_ms:.2f} ms, "
@@ -427,6 +430,7 @@ async def run(config: Config) -> int:
 
         log(f"bench: seeding {config.links:,} links (bulk_create, chunks of {config.chunk:,})")
         seeded = await seed.seed(bench.settings(main), config.links, chunk=config.chunk, progress=log)
+        check_interrupted()
         log(f"bench: seeding {config.small_links:,} links into the second database")
         seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
         codes_file = seed.write_codes(workdir / "codes.txt", seeded.codes)
@@ -726,8 +730,32 @@ def _kill_leftovers() -> None:
                 server.process.kill()
 
 
+_interrupted: list[str] = []
+
+
+def check_interrupted() -> None:
+    """Raise CancelledError once Ctrl-C or SIGTERM came, even if a cancellation got lost.
+
+    (In Python 3.11, asyncio.wait_for can swallow a cancellation that arrives as
+    its inner call finishes, which is exactly what happens when Ctrl-C also
+    stops wrk.)
+    """
+    if _interrupted:
+        raise asyncio.CancelledError(_interrupted[0])
+
+
 async def _main(config: Config) -> int:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def interrupt(name: str) -> None:
+        if _interrupted:
+            log(f"bench: {name} again: still cleaning up (servers, databases, Redis keys)")
+            return
+        _interrupted.append(name)
+        log(f"bench: {name}: stopping and cleaning up")
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt, sig.name)
     return await run(config)
