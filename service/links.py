@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 
 from . import metrics
+from .batching import Coalescer
 from .codes import CodeCodec
 from .config import Settings
 from .errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
@@ -56,6 +57,15 @@ def cached_form(link: Link) -> CachedLink:
     return CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy)
 
 
+@dataclass(frozen=True, eq=False)
+class _NewLink:
+    """A validated create waiting for its batch (compared by identity: every create is its own)."""
+
+    url: str
+    redirect_status: int
+    query_policy: dict | None
+
+
 @dataclass
 class LinkService:
     """Everything the link use-cases need, opened once by the app's lifespan."""
@@ -73,6 +83,11 @@ class LinkService:
     redrop_after_seconds: float = 2.0
     _background: set[asyncio.Task] = field(default_factory=set)
     _redrop_codes: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._creates: Coalescer[_NewLink, Link] = Coalescer(
+            self._insert_generated, max_in_flight=2, max_batch=500
+        )
 
     # --- validation --------------------------------------------------------
 
@@ -102,51 +117,70 @@ class LinkService:
         if alias is not None:
             self.codec.check_alias(alias)
         policy = self._policy_dict(query)
+        status = self._status(redirect_status)
+        if alias is None:
+            # Creates that arrive together share one transaction (group commit).
+            return await self._creates.get(_NewLink(url=target, redirect_status=status, query_policy=policy))
         now = self.clock()
         try:
             async with self.db.transaction() as session:
                 link = await sql.insert_link(
-                    session=session,
-                    url=target,
-                    redirect_status=self._status(redirect_status),
-                    query_policy=policy,
-                    alias=alias,
-                    now=now,
+                    session=session, url=target, redirect_status=status, query_policy=policy,
+                    alias=alias, now=now,
                 )
-                if alias is None:
-                    link.code = self.codec.encode(link.id)
-                    await session.flush()
         except IntegrityError:
             # The unique constraint on code decides alias races.
-            raise AliasTaken(alias or "") from None
+            raise AliasTaken(alias) from None
         except StorageUnavailable:
             metrics.SQL_ERRORS.labels(operation="create").inc()
             raise
-        # A cached "no such code" for this alias would otherwise outlive the create.
-        self._changed(link.code)
-        if not await self.cache.put(link.code, cached_form(link)):
-            await self._remember_stale(link.code)
+        await self._cache_new([link])
         return link
 
     async def bulk_create(self, urls: list[str], *, redirect_status: int | None = None) -> list[str]:
         """Create many links in one transaction (seeding, imports); returns their codes in order.
 
-        Each URL passes the same rules as a single create.
+        Each URL passes the same rules as a single create; one that does not
+        refuses the whole batch.
         """
-        targets = [normalise_target(url, self.target_rules) for url in urls]
         status = self._status(redirect_status)
-        async with self.db.transaction() as session:
-            ids = await sql.reserve_ids(session=session, count=len(targets))
-            rows = [
-                {"id": row_id, "code": self.codec.encode(row_id), "url": target, "redirect_status": status}
-                for row_id, target in zip(ids, targets, strict=True)
-            ]
-            await sql.bulk_insert_links(session=session, rows=rows, now=self.clock())
-        # Like a single create, warm the cache (one pipeline, best effort).
-        await self.cache.put_many(
-            {row["code"]: CachedLink(url=row["url"], redirect_status=status, query_policy=None) for row in rows}
-        )
-        return [row["code"] for row in rows]
+        batch = [
+            _NewLink(url=normalise_target(url, self.target_rules), redirect_status=status, query_policy=None)
+            for url in urls
+        ]
+        return [link.code for link in await self._insert_generated(batch)]
+
+    async def _insert_generated(self, batch: list[_NewLink]) -> list[Link]:
+        """Insert links with generated codes in one transaction, then warm the cache."""
+        now = self.clock()
+        rows = [
+            {"url": new.url, "redirect_status": new.redirect_status, "query_policy": new.query_policy}
+            for new in batch
+        ]
+        try:
+            async with self.db.transaction() as session:
+                ids_codes = await sql.insert_generated_links(
+                    session=session, rows=rows, now=now, encode=self.codec.encode
+                )
+        except StorageUnavailable:
+            metrics.SQL_ERRORS.labels(operation="create").inc()
+            raise
+        links = [
+            Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
+                 query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None)
+            for (row_id, code), new in zip(ids_codes, batch, strict=True)
+        ]
+        await self._cache_new(links)
+        return links
+
+    async def _cache_new(self, links: list[Link]) -> None:
+        # A cached "no such code" (a visitor tried the code before it existed)
+        # would otherwise outlive the create.
+        for link in links:
+            self._changed(link.code)
+        if not await self.cache.put_many({link.code: cached_form(link) for link in links}):
+            for link in links:
+                await self._remember_stale(link.code)
 
     async def get(self, code: str) -> Link:
         async with self.db.reading() as session:

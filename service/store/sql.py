@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -132,38 +132,55 @@ async def insert_link(
     return link
 
 
-async def reserve_ids(*, session: AsyncSession, count: int) -> list[int]:
-    """Row ids for `count` links inserted later in this transaction, so codes can be set at insert."""
+_COPY_COLUMNS = ("id", "code", "url", "redirect_status", "query_policy", "is_alias", "created_at", "updated_at")
+
+
+async def insert_generated_links(
+    *, session: AsyncSession, rows: list[dict], now: datetime, encode: Callable[[int], str]
+) -> list[tuple[int, str]]:
+    """Insert links whose codes are generated from their ids; returns (id, code) in row order.
+
+    Each row has url, redirect_status and query_policy. On PostgreSQL the ids
+    come from the sequence first, so each row is written once, code included,
+    by COPY (asyncpg's copy_records_to_table), far faster than INSERTs. On
+    SQLite the rows are inserted, their ids returned, then their codes set:
+    ids come from AUTOINCREMENT, so concurrent writers can never collide.
+    """
+    if not rows:
+        return []
     if session.bind.dialect.name == "postgresql":
         sequence = func.nextval(literal("links_id_seq"))
-        result = await session.execute(select(sequence).select_from(func.generate_series(1, count)))
-        return [row_id for (row_id,) in result.all()]
-    # SQLite: one writer at a time, so the next ids are simply the ones after the largest.
-    highest = (await session.execute(select(func.max(Link.id)))).scalar() or 0
-    return list(range(highest + 1, highest + 1 + count))
-
-
-_BULK_COLUMNS = ("id", "code", "url", "redirect_status", "query_policy", "is_alias", "created_at", "updated_at")
-
-
-async def bulk_insert_links(*, session: AsyncSession, rows: list[dict], now: datetime) -> None:
-    """Insert many links at once; each row has id, code, url, redirect_status (ids from reserve_ids).
-
-    On PostgreSQL this is COPY (asyncpg's copy_records_to_table), an order of
-    magnitude faster than a multi-row INSERT; elsewhere an executemany.
-    """
-    records = [
-        (row["id"], row["code"], row["url"], row["redirect_status"], row.get("query_policy"), False, now, now)
+        ids = (await session.execute(select(sequence).select_from(func.generate_series(1, len(rows))))).scalars().all()
+        ids_codes = [(row_id, encode(row_id)) for row_id in ids]
+        records = [
+            (row_id, code, row["url"], row["redirect_status"], row["query_policy"], False, now, now)
+            for (row_id, code), row in zip(ids_codes, rows, strict=True)
+        ]
+        if any(record[4] for record in records):
+            await session.execute(insert(Link), [dict(zip(_COPY_COLUMNS, record)) for record in records])
+        else:
+            connection = await session.connection()
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(
+                Link.__tablename__, records=records, columns=_COPY_COLUMNS
+            )
+        return ids_codes
+    values = [
+        {
+            "url": row["url"],
+            "redirect_status": row["redirect_status"],
+            "query_policy": row["query_policy"],
+            "is_alias": False,
+            "created_at": now,
+            "updated_at": now,
+        }
         for row in rows
     ]
-    if session.bind.dialect.name == "postgresql" and not any(r[4] for r in records):
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        await raw.driver_connection.copy_records_to_table(
-            Link.__tablename__, records=records, columns=_BULK_COLUMNS
-        )
-        return
-    await session.execute(insert(Link), [dict(zip(_BULK_COLUMNS, record)) for record in records])
+    result = await session.execute(insert(Link).returning(Link.id, sort_by_parameter_order=True), values)
+    ids_codes = [(row_id, encode(row_id)) for row_id in result.scalars().all()]
+    # ORM bulk UPDATE by primary key: one executemany.
+    await session.execute(update(Link), [{"id": row_id, "code": code} for row_id, code in ids_codes])
+    return ids_codes
 
 
 async def find_live_link(*, session: AsyncSession, code: str) -> Link | None:

@@ -253,3 +253,23 @@ async def test_bulk_create_refuses_the_whole_batch_if_one_url_breaks_a_rule(clie
     with pytest.raises(InvalidInput):
         await client.app.state.links.bulk_create(["https://example.com/ok", "http://127.0.0.1/"])
     assert (await client.get("/api/v1/links")).json()["data"] == []
+
+
+async def test_concurrent_creates_each_get_their_own_code_and_url(client):
+    bodies = [
+        {"url": f"https://example.com/c/{i}"} | ({"query": {"mode": "drop"}} if i % 3 == 0 else {})
+        for i in range(60)
+    ]
+    responses = await asyncio.gather(*(client.post("/api/v1/links", json=b) for b in bodies))
+    assert all(r.status_code == 201 for r in responses)
+    links = [r.json() for r in responses]
+    assert len({link["code"] for link in links}) == 60
+    for body, link in zip(bodies, links, strict=True):
+        assert link["url"] == body["url"]
+        assert link["query"] == ({"mode": "drop", "allow": [], "deny": [], "on_conflict": "target", "add": {}}
+                                 if "query" in body else None)
+        stored = (await client.get(f"/api/v1/links/{link['code']}")).json()
+        assert stored == link
+        assert (await client.get(f"/{link['code']}?x=1")).headers["location"] == (
+            body["url"] if "query" in body else body["url"] + "?x=1"
+        )
