@@ -140,8 +140,12 @@ class Storage:
             await delete_prefix(self.redis_url, self.redis_prefix)
         self.created = False
 
-    async def code_lookups(self) -> int | None:
-        """SQL lookups by code so far: PostgreSQL's index scans of links.code (uq_links_code).
+    async def code_lookups(self) -> tuple[int, int] | None:
+        """SQL lookups by code so far: PostgreSQL's index scans of links.code (uq_links_code),
+        and the sequential scans of links (which would hide lookups from that count).
+
+        Each code of a ``code IN (...)`` list counts as one index scan (PostgreSQL 15 runs one
+        primitive scan per distinct array element).
 
         Backends flush their statistics only now and then (up to 10 s late), so
         this first closes the service's connections to the bench database (its
@@ -174,11 +178,15 @@ class Storage:
         engine = create_async_engine(self.database_url)
         try:
             async with engine.connect() as connection:
-                scans = text(
+                index_scans = text(
                     "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes "
                     "WHERE relname = 'links' AND indexrelname = 'uq_links_code'"
                 )
-                return int((await connection.execute(scans)).scalar())
+                seq_scans = text("SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables WHERE relname = 'links'")
+                return (
+                    int((await connection.execute(index_scans)).scalar()),
+                    int((await connection.execute(seq_scans)).scalar()),
+                )
         finally:
             await engine.dispose()
 
