@@ -68,7 +68,9 @@ class Coalescer(Generic[K, V]):
         self._schedule_flush()
 
     async def _run(self, keys: list[K]) -> None:
-        futures = [self._futures.pop(key) for key in keys]
+        # The futures stay findable until the fetch is done, so a key asked
+        # for again meanwhile waits for this fetch instead of starting another.
+        futures = [self._futures[key] for key in keys]
         try:
             values = await self._fetch(keys)
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
@@ -81,5 +83,7 @@ class Coalescer(Generic[K, V]):
                 if not future.done():
                     future.set_result(value)
         finally:
+            for key in keys:
+                del self._futures[key]
             self._in_flight -= 1
             self._schedule_flush()

@@ -39,10 +39,11 @@ async def test_lookups_that_arrive_together_share_one_fetch():
 
 
 async def test_the_same_key_asked_twice_is_fetched_once():
-    recorder = Recorder(delay=0.01)
+    recorder = Recorder(delay=0.05)
     coalescer = Coalescer(recorder.fetch)
     first = asyncio.ensure_future(coalescer.get("a"))
-    await asyncio.sleep(0)  # its fetch is under way now
+    await asyncio.sleep(0.01)
+    assert recorder.running == 1  # its fetch is under way now
     values = await asyncio.gather(first, coalescer.get("a"), coalescer.get("a"))
     assert values == ["A", "A", "A"]
     assert recorder.batches == [["a"]]
