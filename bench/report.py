@@ -84,6 +84,9 @@ class WorkloadResult:
     verification: Verification | None = None
     checks: list[Check] = field(default_factory=list)
     error: str | None = None
+    # The ceiling measured right before and right after this run (their mean): on a
+    # shared machine the load moves within minutes, so each ratio uses its neighbours.
+    ceiling_rps: float | None = None
 
     @property
     def errors(self) -> int | None:
@@ -103,30 +106,19 @@ class Verdict:
         return self.state + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
+def ok_figures(results: list[WorkloadResult]) -> list[float]:
+    return [r.wrk.requests_per_s for r in results if r.wrk is not None and r.error is None]
+
+
 def ceiling_rps(ceilings: list[WorkloadResult]) -> float | None:
-    """The mean of the ceiling runs that produced a figure (one before, one after the service's)."""
-    figures = [c.wrk.requests_per_s for c in ceilings if c.wrk is not None and c.error is None]
+    """The mean of the ceiling runs that produced a figure."""
+    figures = ok_figures(ceilings)
     return sum(figures) / len(figures) if figures else None
 
 
-# Ceiling runs further apart than this mean the machine's load changed during the run.
-CEILING_SPREAD_NOTED = 1.10
-
-
-def ceiling_spread(ceilings: list[WorkloadResult]) -> tuple[float, float] | None:
-    """(slowest, fastest) ceiling run when they differ by more than CEILING_SPREAD_NOTED, else None."""
-    figures = [c.wrk.requests_per_s for c in ceilings if c.wrk is not None and c.error is None]
-    if len(figures) < 2 or min(figures) <= 0 or max(figures) / min(figures) <= CEILING_SPREAD_NOTED:
-        return None
-    return min(figures), max(figures)
-
-
-def fmt_ratio_cell(rps: float, ceiling: float | None, spread: tuple[float, float] | None) -> str:
-    """The ratio to the mean ceiling; with the range against each ceiling run when those disagree."""
-    text = fmt_ratio(ratio(rps, ceiling))
-    if spread is None or ceiling is None:
-        return text
-    return f"{text} ({rps / spread[1]:.2f}-{rps / spread[0]:.2f})"
+def adjacent_ceiling(before: WorkloadResult | None, after: WorkloadResult | None) -> float | None:
+    """The mean of the ceiling runs on either side of a workload (either alone if one failed)."""
+    return ceiling_rps([c for c in (before, after) if c is not None])
 
 
 def ratio(rps: float, ceiling: float | None) -> float | None:
@@ -136,7 +128,12 @@ def ratio(rps: float, ceiling: float | None) -> float | None:
 
 
 def judge(result: WorkloadResult, ceiling: float | None, *, postgres: bool) -> Verdict:
-    """met / not met against the workload's target; FAILED when it did not run or answered wrong."""
+    """met / not met against the workload's target; FAILED when it did not run or answered wrong.
+
+    Ratios use the workload's adjacent ceiling when it has one, else `ceiling` (the run's mean).
+    """
+    if result.ceiling_rps is not None:
+        ceiling = result.ceiling_rps
     if result.error is not None:
         return Verdict(FAILED, [result.error])
     if result.wrk is None:
@@ -208,26 +205,54 @@ def fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _ceiling_row(ceilings: list[WorkloadResult]) -> list[str]:
+    """One row for every ceiling run: mean req/s, the slowest p50 and p99, the runs' spread."""
+    ran = [c for c in ceilings if c.wrk is not None and c.error is None]
+    title = f"ceiling: bare ASGI 302 ({len(ceilings)} runs, one between each two workloads)"
+    failed = len(ceilings) - len(ran)
+    verified = sum(c.verification.checked for c in ran if c.verification is not None)
+    wrong = sum(c.verification.failed for c in ran if c.verification is not None)
+    checked = f"{verified - wrong}/{verified}" + (" FAILED" if wrong else "") if verified else "not run"
+    if not ran:
+        return [title, "-", "-", "-", "-", "-", "-", "", Verdict(FAILED, ["no ceiling run"]).text(), checked]
+    figures = ok_figures(ran)
+    mean = sum(figures) / len(figures)
+    errors = sum(c.errors or 0 for c in ran)
+    return [
+        title,
+        fmt_rps(mean),
+        fmt_ms(max(c.wrk.p50_ms for c in ran)),
+        fmt_ms(max(c.wrk.p99_ms for c in ran)),
+        f"{errors:,}",
+        f"{sum(c.wrk.non_2xx_3xx for c in ran):,}",
+        f"runs {min(figures):,.0f}-{max(figures):,.0f}",
+        "",
+        Verdict(FAILED, [f"{failed} runs failed"]).text() if failed else NONE,
+        checked,
+    ]
+
+
 def workload_table(
     ceilings: list[WorkloadResult], workloads: list[WorkloadResult], *, postgres: bool
 ) -> tuple[list[str], list[Verdict]]:
     """The Markdown table of every wrk run, and each service workload's verdict (in order)."""
     ceiling = ceiling_rps(ceilings)
-    spread = ceiling_spread(ceilings)
     lines = [
-        "| workload | req/s | p50 | p99 | errors | non-2xx/3xx (wrk) | vs ceiling | target | verdict | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| workload | req/s | p50 | p99 | errors | non-2xx/3xx (wrk) | ceiling next to it (req/s) "
+        "| vs ceiling | target | verdict | verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
+    row = _ceiling_row(ceilings)
+    lines.append("| " + " | ".join([*row[:6], "-", row[6], *row[7:]]) + " |")
     verdicts: list[Verdict] = []
-    for result in [*ceilings, *workloads]:
-        is_ceiling = result in ceilings
-        verdict = Verdict(NONE) if is_ceiling and result.error is None else judge(result, ceiling, postgres=postgres)
-        if not is_ceiling:
-            verdicts.append(verdict)
-        target = "" if is_ceiling else (TARGETS[result.key].text if result.key in TARGETS else "")
+    for result in workloads:
+        verdict = judge(result, ceiling, postgres=postgres)
+        verdicts.append(verdict)
+        target = TARGETS[result.key].text if result.key in TARGETS else ""
         verified = result.verification.text() if result.verification is not None else "not run"
+        reference = result.ceiling_rps if result.ceiling_rps is not None else ceiling
         if result.wrk is None:
-            cells = [result.title, "-", "-", "-", "-", "-", "-", target, verdict.text(), verified]
+            cells = [result.title, "-", "-", "-", "-", "-", "-", "-", target, verdict.text(), verified]
         else:
             wrk = result.wrk
             cells = [
@@ -237,12 +262,15 @@ def workload_table(
                 fmt_ms(wrk.p99_ms),
                 f"{result.errors:,}",
                 f"{wrk.non_2xx_3xx:,}",
-                fmt_ratio_cell(wrk.requests_per_s, ceiling, None if is_ceiling else spread),
+                fmt_rps(reference) if reference else "-",
+                fmt_ratio(ratio(wrk.requests_per_s, reference)),
                 target,
                 verdict.text(),
                 verified,
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(c.error is not None or c.wrk is None for c in ceilings):
+        verdicts.append(Verdict(FAILED, ["a ceiling run failed"]))
     return lines, verdicts
 
 
@@ -314,11 +342,11 @@ def render(report: Report) -> tuple[str, int]:
         "",
         *table,
         "",
-        "`vs ceiling` is requests/s over the mean of the ceiling runs of this same run "
-        "(in brackets, against the faster and the slower ceiling run, when those differ by more than "
-        f"{CEILING_SPREAD_NOTED - 1:.0%}: the machine's load changed during the run; verdicts use the mean). "
-        "`errors` counts socket errors plus answers whose status was not the one the workload "
-        "expects, as the service's own /metrics counted them (the ceiling: wrk's non-2xx/3xx). "
+        "`vs ceiling` is requests/s over the ceiling measured next to the workload: the mean of the "
+        "ceiling runs right before and right after it, in this same run (the machine is shared, and its "
+        "load moves within minutes). `errors` counts socket errors plus answers whose status was not the "
+        "one the workload expects, as the service's own /metrics counted them (the ceiling: wrk's "
+        "non-2xx/3xx). "
         "`verified` is how many sampled answers, checked after the wrk run with httpx, had the "
         "expected status and exact Location.",
         "",

@@ -6,13 +6,14 @@ Steps, in one run so every ratio compares figures taken minutes apart:
    when those do not answer), migrated with `python -m service migrate`;
 2. seed links through LinkService.bulk_create (BENCH_LINKS, default 1,000,000,
    and 10,000 in a second database);
-3. the ceiling (bench/ceiling.py) under wrk;
+3. the ceiling (bench/ceiling.py) under wrk, run again between each two
+   service workloads, so each ratio compares a workload with the ceiling
+   measured right before and right after it (the machine is shared);
 4. `python -m service serve` under wrk: one hot code, codes uniform over every
    link, the same with a query to filter, unknown codes, link creation; each
    followed by a check of a sample of answers; Redis memory per cached link;
 5. the service on the 10,000-link database, codes uniform over those;
-6. the ceiling again (the ratios use the mean of both ceiling runs);
-7. the query filter's cost per call, in-process.
+6. the query filter's cost per call, in-process.
 
 Nothing is flushed between workloads: caches warm up the way they would in
 production. Everything started or stored is removed at the end, on failure
@@ -74,6 +75,7 @@ class Config:
     links: int = 1_000_000
     small_links: int = 10_000
     seconds: int = 10
+    ceiling_seconds: int = 5
     connections: int = 64
     chunk: int = 20_000
     verify_samples: int = 200
@@ -91,6 +93,7 @@ class Config:
             links=_env_int("BENCH_LINKS", defaults.links),
             small_links=_env_int("BENCH_SMALL_LINKS", defaults.small_links),
             seconds=_env_int("BENCH_SECONDS", defaults.seconds),
+            ceiling_seconds=_env_int("BENCH_CEILING_SECONDS", defaults.ceiling_seconds),
             connections=_env_int("BENCH_CONNECTIONS", defaults.connections),
             chunk=_env_int("BENCH_SEED_CHUNK", defaults.chunk),
             verify_samples=_env_int("BENCH_VERIFY_SAMPLES", defaults.verify_samples, minimum=2),
@@ -238,19 +241,22 @@ class Bench:
 
     # --- wrk
 
-    async def run_wrk(self, server: stack.Server, script: str, args: list[str], name: str) -> wrk.WrkResult:
+    async def run_wrk(
+        self, server: stack.Server, script: str, args: list[str], name: str, *, seconds: int | None = None
+    ) -> wrk.WrkResult:
+        seconds = seconds or self.config.seconds
         cmd = wrk.command(
             url=server.base_url + "/",
             script=script,
             script_args=args,
-            seconds=self.config.seconds,
+            seconds=seconds,
             connections=self.config.connections,
             cpu=self.wrk_cpu,
         )
         profiler = await self._profile(server, name)
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=self.config.seconds + 120)
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=seconds + 120)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -262,7 +268,7 @@ class Bench:
         if proc.returncode != 0:
             raise RuntimeError(f"wrk exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
         text = out.decode(errors="replace")
-        (self.workdir / f"wrk-{name}.txt").write_text(text)
+        (self.workdir / f"wrk-{name}.txt").write_text(text)  # kept while the run lasts, for debugging
         return wrk.parse_output(text)
 
     async def _profile(self, server: stack.Server, name: str):
@@ -292,6 +298,7 @@ class Bench:
         expected_status: int | None,
         check,
         after=None,
+        seconds: int | None = None,
     ) -> WorkloadResult:
         """One wrk run and the checks after it; a failure is recorded, never raised."""
         result = WorkloadResult(key=key, title=title)
@@ -299,7 +306,7 @@ class Bench:
         log(f"- {title}")
         try:
             before = await metrics_snapshot(server.base_url) if expected_status is not None else None
-            result.wrk = await self.run_wrk(server, script, args, key)
+            result.wrk = await self.run_wrk(server, script, args, key, seconds=seconds)
             check_interrupted()
             if before is not None:
                 after_snapshot = await metrics_snapshot(server.base_url)
@@ -450,19 +457,30 @@ async def run(config: Config) -> int:
             f"seeding {config.small_links:,} links", f"{seeded_small.rate:,.0f} links/s ({seeded_small.seconds:.1f} s)"
         ))
 
-        log("bench: the ceiling (bare ASGI 302)")
-        server = await bench.start_ceiling("ceiling-1")
-        ceilings.append(await bench.workload(
-            server, "ceiling", "ceiling: bare ASGI 302 (before)", "hot.lua", ["c0de42"],
-            expected_status=None, check=ceiling_check(server),
-        ))
-        await bench.stop(server)
+        log("bench: the ceiling (bare ASGI 302), run between each two workloads")
+        ceiling_server = await bench.start_ceiling("ceiling")
+
+        async def ceiling_run() -> WorkloadResult:
+            result = await bench.workload(
+                ceiling_server, "ceiling", f"ceiling run {len(ceilings) + 1}", "hot.lua", ["c0de42"],
+                expected_status=None, check=ceiling_check(ceiling_server), seconds=config.ceiling_seconds,
+            )
+            ceilings.append(result)
+            return result
+
+        async def measured(result_of) -> WorkloadResult:
+            """A service workload between two ceiling runs; its ratio uses their mean."""
+            before = ceilings[-1] if ceilings else await ceiling_run()
+            result = await result_of()
+            result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run())
+            workloads.append(result)
+            return result
 
         log(f"bench: the service on {config.links:,} links")
         server = await bench.start_service(main, "service")
         hot_index = config.links // 2
         hot_code = seeded.codes[hot_index]
-        workloads.append(await bench.workload(
+        await measured(lambda: bench.workload(
             server, "hot", "hot: one code", "hot.lua", [hot_code], expected_status=302,
             check=lambda: verify.redirects(
                 server.base_url, [(hot_code, seed.target_url(hot_index))] * verify_n
@@ -471,18 +489,17 @@ async def run(config: Config) -> int:
 
         seed_arg = lambda: str(bench.rng.randrange(1, 2**31))  # noqa: E731
         memory_before_uniform = await _used_memory(redis_url)
-        uniform = await bench.workload(
+        uniform = await measured(lambda: bench.workload(
             server, "uniform", f"uniform over {config.links:,} links", "codes.lua", [str(codes_file), "", seed_arg()],
             expected_status=302,
             check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded.codes, verify_n, bench.rng)),
-        )
-        workloads.append(uniform)
+        ))
         uniform_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_uniform)
         figures.append(await _memory_figure(redis_url, main.redis_prefix, [
             ("while seeding", seed_growth), ("during the uniform run", uniform_growth),
         ]))
 
-        workloads.append(await bench.workload(
+        await measured(lambda: bench.workload(
             server, "uniform_query", f"uniform over {config.links:,}, with `?{seed.VISITOR_QUERY}`",
             "codes.lua", [str(codes_file), "?" + seed.VISITOR_QUERY, seed_arg()],
             expected_status=302,
@@ -528,15 +545,19 @@ async def run(config: Config) -> int:
                     misses <= allowed,
                 ))
 
-        lookups_before.append(await _code_lookups(main))
-        workloads.append(await bench.workload(
-            server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
-            [str(unknown_file), "", seed_arg()], expected_status=404,
-            check=lambda: verify.not_found(server.base_url, bench.rng.sample(unknown_pool, min(verify_n, len(unknown_pool)))),
-            after=misses_check,
-        ))
+        async def unknown_workload() -> WorkloadResult:
+            lookups_before.append(await _code_lookups(main))
+            return await bench.workload(
+                server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
+                [str(unknown_file), "", seed_arg()], expected_status=404,
+                check=lambda: verify.not_found(
+                    server.base_url, bench.rng.sample(unknown_pool, min(verify_n, len(unknown_pool)))
+                ),
+                after=misses_check,
+            )
 
-        workloads.append(await bench.workload(
+        await measured(unknown_workload)
+        await measured(lambda: bench.workload(
             server, "create", "create: POST /api/v1/links", "create.lua", [run_tag], expected_status=201,
             check=lambda: verify.creates(server.base_url, run_tag, verify_n),
         ))
@@ -544,13 +565,13 @@ async def run(config: Config) -> int:
 
         log(f"bench: the service on {config.small_links:,} links")
         server = await bench.start_service(small, "service-small")
-        small_result = await bench.workload(
+        small_result = await measured(lambda: bench.workload(
             server, "uniform_small", f"uniform over {config.small_links:,} links", "codes.lua",
             [str(small_file), "", seed_arg()], expected_status=302,
             check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded_small.codes, verify_n, bench.rng)),
-        )
-        workloads.append(small_result)
+        ))
         await bench.stop(server)
+        await bench.stop(ceiling_server)
         if uniform.wrk and small_result.wrk:
             shares = dict(bench.lookups)
             sql = [
@@ -569,14 +590,6 @@ async def run(config: Config) -> int:
             f"uniform throughput, {config.small_links:,} vs {config.links:,} links", measured,
             "within 20% (slower/faster >= 0.80)", report.judge_scaling(small_result, uniform),
         ))
-
-        log("bench: the ceiling again")
-        server = await bench.start_ceiling("ceiling-2")
-        ceilings.append(await bench.workload(
-            server, "ceiling", "ceiling: bare ASGI 302 (after)", "hot.lua", ["c0de42"],
-            expected_status=None, check=ceiling_check(server),
-        ))
-        await bench.stop(server)
 
         log("bench: query filter cost per call")
         for name, micros in _pinned(bench.server_cpu, filter_costs):
@@ -730,7 +743,9 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
         f"LINKGATE_QUERY_DENY={seed.QUERY_DENY}, a bench salt; every other setting at its default "
         "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10)",
         "ceiling": "`uvicorn bench.ceiling:app --loop uvloop --http httptools --no-access-log "
-        "--log-level warning --no-server-header --proxy-headers` (the settings `serve` passes)",
+        "--log-level warning --no-server-header --proxy-headers` (the settings `serve` passes), "
+        f"measured for {config.ceiling_seconds} s (BENCH_CEILING_SECONDS) before the first workload and "
+        "after each one",
         "pinning": pin,
         "load": f"`wrk -t1 -c{config.connections} -d{config.seconds}s --latency -s bench/lua/<script>` "
         "(hot.lua, codes.lua, create.lua)",

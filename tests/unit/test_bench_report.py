@@ -122,14 +122,14 @@ def test_the_ceiling_is_the_mean_of_the_runs_that_produced_a_figure():
     assert report.ceiling_rps([]) is None
 
 
-def test_ratios_show_their_range_when_the_ceiling_runs_disagree():
-    steady = [workload("ceiling", 10_000), workload("ceiling", 10_900)]
-    assert report.ceiling_spread(steady) is None
-    unsteady = [workload("ceiling", 8_000), workload("ceiling", 12_000)]
-    assert report.ceiling_spread(unsteady) == (8_000, 12_000)
-    lines, _ = report.workload_table(unsteady, [workload("hot", 6_000)], postgres=True)
-    assert lines[-1].split(" | ")[6] == "0.60 (0.50-0.75)"
-    assert lines[2].split(" | ")[6] == "0.80"  # a ceiling row shows its plain ratio
+def test_a_workload_is_compared_with_the_ceiling_runs_on_either_side_of_it():
+    before, after = workload("ceiling", 8_000), workload("ceiling", 12_000)
+    assert report.adjacent_ceiling(before, after) == 10_000
+    broken = WorkloadResult(key="ceiling", title="ceiling", error="wrk exited with 1")
+    assert report.adjacent_ceiling(before, broken) == 8_000
+    # 6,000 req/s is 0.60 of its neighbours, though only 0.50 of a faster run elsewhere
+    hot = workload("hot", 6_000, ceiling_rps=report.adjacent_ceiling(before, after))
+    assert report.judge(hot, 12_000, postgres=True).state == report.MET
 
 
 @pytest.mark.parametrize(
@@ -165,18 +165,33 @@ def test_verification_counts_every_failure_but_keeps_only_a_few_examples():
     assert not Verification().ok
 
 
-def test_the_table_shows_each_run_with_its_ratio_and_verdict():
-    ceilings = [workload("ceiling", 10_000, unexpected_statuses=None)]
-    workloads = [workload("hot", 7_000), workload("uniform", 1_000)]
+def test_the_table_shows_each_workload_against_its_neighbouring_ceiling():
+    ceilings = [workload("ceiling", 9_000), workload("ceiling", 11_000), workload("ceiling", 13_000)]
+    workloads = [
+        workload("hot", 7_000, ceiling_rps=10_000.0),
+        workload("uniform", 1_200, ceiling_rps=12_000.0),
+    ]
     lines, verdicts = report.workload_table(ceilings, workloads, postgres=True)
-    assert len(lines) == 2 + 3
+    assert len(lines) == 2 + 1 + 2  # header, one row for every ceiling run, one per workload
     assert [v.state for v in verdicts] == [report.MET, report.NOT_MET]
+    ceiling = lines[2].split(" | ")
+    assert ceiling[0] == "| ceiling: bare ASGI 302 (3 runs, one between each two workloads)"
+    assert ceiling[1] == "11,000"
+    assert ceiling[7] == "runs 9,000-13,000"
+    assert ceiling[10] == "600/600 |"
     hot = lines[3].split(" | ")
     assert hot[1:4] == ["7,000", "1.67 ms", "5.00 ms"]
-    assert hot[6] == "0.70"
-    assert hot[8] == "met"
-    assert hot[9] == "200/200 |"
+    assert hot[6:8] == ["10,000", "0.70"]
+    assert hot[9] == "met"
+    assert hot[10] == "200/200 |"
     assert "ratio 0.10 < 0.30" in lines[4]
+
+
+def test_a_failed_ceiling_run_fails_the_bench():
+    ceilings = [workload("ceiling", 9_000), WorkloadResult(key="ceiling", title="c", error="did not start")]
+    lines, verdicts = report.workload_table(ceilings, [workload("hot", 7_000)], postgres=True)
+    assert report.exit_code(verdicts) == 1
+    assert "FAILED (1 runs failed)" in lines[2]
 
 
 def test_only_a_failed_workload_or_figure_makes_the_run_exit_non_zero():
