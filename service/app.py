@@ -48,20 +48,22 @@ def open_redis(settings: Settings):
 
 
 class LinkgateApp(FastAPI):
-    """FastAPI with the redirect gateway in front of its whole middleware stack.
+    """FastAPI with the redirect gateway in front of everything it does per request.
 
-    Starlette always puts its error middleware outermost; a redirect should not
-    pay for that (or for anything else per request), so the gateway wraps the
-    finished stack instead of joining it.
+    FastAPI.__call__ checks for OpenTelemetry providers (environment lookups)
+    and Starlette adds its error middleware and routing; a redirect should pay
+    for none of it, so the gateway answers before FastAPI is called at all.
     """
 
     def __init__(self, *, access_log_enabled: bool, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.redirect_gateway = RedirectGateway(None, access_log_enabled=access_log_enabled)
+        self.redirect_gateway = RedirectGateway(access_log_enabled=access_log_enabled)
 
-    def build_middleware_stack(self):
-        self.redirect_gateway.app = super().build_middleware_stack()
-        return self.redirect_gateway
+    async def __call__(self, scope, receive, send) -> None:
+        code = self.redirect_gateway.code_of(scope)
+        if code is not None:
+            return await self.redirect_gateway.serve(code, scope, send)
+        await super().__call__(scope, receive, send)
 
 
 async def _every_second_flush_metrics() -> None:

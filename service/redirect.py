@@ -216,29 +216,33 @@ class Redirector:
 
 
 class RedirectGateway:
-    """Answers GET/HEAD /<code> itself; everything else goes to the wrapped app.
+    """Answers GET/HEAD /<code> before FastAPI sees the request (see service.app).
 
-    It sits outside Starlette's own error middleware (see service.app), so it
-    guards its own errors: a visitor gets a 500 problem, never a dropped
-    connection.
+    It runs outside FastAPI's and Starlette's own per-request machinery
+    (telemetry checks, error middleware, routing), so it guards its own
+    errors: a visitor gets a 500 problem, never a dropped connection.
     """
 
-    def __init__(self, app, *, access_log_enabled: bool = True) -> None:
-        self.app = app
-        # Set by the app's lifespan; until then every request goes to the app.
+    def __init__(self, *, access_log_enabled: bool = True) -> None:
+        # Set by the app's lifespan; until then every request goes to FastAPI.
         self.redirector: Redirector | None = None
         self._access_log = access_log_enabled
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
         self._requests: dict[tuple[str, int], object] = {}
         self._latency = {m: metrics.LATENCY.labels(method=m, route="/{code}") for m in ("GET", "HEAD")}
 
-    async def __call__(self, scope, receive, send) -> None:
-        redirector = self.redirector
-        if redirector is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            return await self.app(scope, receive, send)
+    def code_of(self, scope) -> str | None:
+        """The code a request asks to be redirected by, or None if it is not a redirect."""
+        if self.redirector is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return None
         code = scope["path"][1:]
         if not CODE_PATTERN.fullmatch(code) or is_reserved(code):
-            return await self.app(scope, receive, send)
+            return None
+        return code
+
+    async def serve(self, code: str, scope, send) -> None:
+        """Answer a redirect request (code_of said it is one)."""
+        redirector = self.redirector
         started = time.perf_counter()
         request_id = request_id_of(scope)
         try:
