@@ -189,3 +189,29 @@ async def test_a_burst_of_cold_codes_is_loaded_from_postgres_in_batches(pg_setti
         event.remove(state.db.read_engine.sync_engine, "before_cursor_execute", record)
     assert [r.headers["location"] for r in responses] == [f"https://example.com/burst/{i}" for i in range(200)]
     assert len(selects) < 20, f"{len(selects)} queries for 200 codes"
+
+
+async def test_connections_killed_while_idle_are_replaced_not_served_as_errors(pg_settings, pg_url, monkeypatch):
+    """A database restart leaves dead connections in the pool; the idle ping replaces them."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from service.store import sql
+
+    async with running_app(pg_settings, None) as client:
+        code = (await make_link(client))["code"]
+        await client.get(f"/api/v1/links/{code}")  # the pool now holds a used connection
+        admin = sql.make_engine(pg_url)
+        async with admin.connect() as connection:
+            await connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                {"name": make_url(pg_url).database},
+            )
+        await admin.dispose()
+        monkeypatch.setattr(sql, "PING_IF_IDLE_SECONDS", 0.0)
+        response = await client.get(f"/api/v1/links/{code}")
+        assert response.status_code == 200, response.text
+        client.app.state.redirector.forget_all()
+        await client.app.state.cache.drop(code)
+        assert (await client.get(f"/{code}")).status_code == 302
