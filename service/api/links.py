@@ -22,7 +22,8 @@ PROBLEM_RESPONSES = {
 }
 
 
-def get_links(request: Request) -> LinkService:
+async def get_links(request: Request) -> LinkService:
+    """Async on purpose: FastAPI runs a plain def dependency in a worker thread."""
     return request.app.state.links
 
 
