@@ -426,6 +426,7 @@ async def run(config: Config) -> int:
     run_tag = f"{started:%Y%m%d%H%M%S}"
     seeded = seeded_small = None
     unknown_pool: list[str] = []
+    unknown_checked: list[str] = []
 
     def ceiling_check(server):
         return lambda: verify.ceiling(server.base_url, ceiling_app.LOCATION, verify_n)
@@ -445,9 +446,12 @@ async def run(config: Config) -> int:
         codes_file = seed.write_codes(workdir / "codes.txt", seeded.codes)
         small_file = seed.write_codes(workdir / "codes-small.txt", seeded_small.codes)
         settings = bench.settings(main)
-        unknown_pool = seed.unknown_codes(
-            seeded.codes, config.unknown_codes, alphabet=settings.hashids_alphabet, rng=bench.rng
+        unknown_all = seed.unknown_codes(
+            seeded.codes, config.unknown_codes + verify_n, alphabet=settings.hashids_alphabet, rng=bench.rng
         )
+        bench.rng.shuffle(unknown_all)
+        # wrk draws from the pool; the check after it asks for codes wrk never sent
+        unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes :]
         unknown_file = seed.write_codes(workdir / "unknown.txt", unknown_pool)
         figures.append(Figure(
             f"seeding {config.links:,} links (bulk_create, {config.chunk:,} a call)",
@@ -476,7 +480,35 @@ async def run(config: Config) -> int:
             workloads.append(result)
             return result
 
-        log(f"bench: the service on {config.links:,} links")
+        # Unknown codes first, on a service process of their own: stopping it closes its SQL
+        # connections, which makes PostgreSQL's per-index counters exact (see Storage.code_lookups).
+        log(f"bench: the service on {config.links:,} links: unknown codes")
+        seed_arg = lambda: str(bench.rng.randrange(1, 2**31))  # noqa: E731
+        miss_ttl = bench.settings(main).cache_miss_ttl_seconds
+        loads_per_code = -(-config.seconds // miss_ttl)  # one per code per miss-TTL the run spans
+        redis_misses: list[int] = []
+
+        async def count_misses(result: WorkloadResult, before, after) -> None:
+            redis_misses.append(
+                int(counter_delta(before, after, "linkgate_cache_lookups_total", layer="redis", result="miss"))
+            )
+
+        lookups_before = await _code_lookups(main)
+        server = await bench.start_service(main, "service-unknown")
+        unknown = await measured(lambda: bench.workload(
+            server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
+            [str(unknown_file), "", seed_arg()], expected_status=404,
+            check=lambda: verify.not_found(server.base_url, unknown_checked),
+            after=count_misses,
+        ))
+        await bench.stop(server)
+        lookups_after = await _code_lookups(main)
+        unknown.checks += _sql_lookup_checks(
+            unknown, lookups_before, lookups_after, redis_misses,
+            extra_codes=len(unknown_checked), loads_per_code=loads_per_code,
+        )
+
+        log(f"bench: the service on {config.links:,} links: the other workloads")
         server = await bench.start_service(main, "service")
         hot_index = config.links // 2
         hot_code = seeded.codes[hot_index]
@@ -487,7 +519,6 @@ async def run(config: Config) -> int:
             ),
         ))
 
-        seed_arg = lambda: str(bench.rng.randrange(1, 2**31))  # noqa: E731
         memory_before_uniform = await _used_memory(redis_url)
         uniform = await measured(lambda: bench.workload(
             server, "uniform", f"uniform over {config.links:,} links", "codes.lua", [str(codes_file), "", seed_arg()],
@@ -510,53 +541,6 @@ async def run(config: Config) -> int:
             ),
         ))
 
-        miss_ttl = bench.settings(main).cache_miss_ttl_seconds
-        loads_per_code = -(-config.seconds // miss_ttl)  # one per code per miss-TTL the run spans
-        lookups_before: list[tuple[int, int] | None] = []
-
-        async def misses_check(result: WorkloadResult, before, after) -> None:
-            misses = int(counter_delta(before, after, "linkgate_cache_lookups_total", layer="redis", result="miss"))
-            distinct = result.wrk.distinct_paths if result.wrk else None
-            if distinct is None:
-                result.checks.append(Check("wrk did not report the distinct codes sent", False))
-                return
-            allowed = distinct * loads_per_code
-            lookups_after = await _code_lookups(main)
-            if lookups_after is not None and lookups_before and lookups_before[0] is not None:
-                sql_loads = lookups_after[0] - lookups_before[0][0]
-                seq_scans = lookups_after[1] - lookups_before[0][1]
-                if seq_scans:
-                    result.checks.append(Check(
-                        f"SQL lookups not countable: {seq_scans} sequential scans of links "
-                        f"(index scans {sql_loads:,}, distinct unknown codes sent {distinct:,})",
-                        False,
-                    ))
-                    return
-                result.checks.append(Check(
-                    f"SQL lookups by code {sql_loads:,} <= {loads_per_code} x {distinct:,} distinct unknown "
-                    f"codes sent (PostgreSQL idx_scan of uq_links_code; Redis misses {misses:,})",
-                    sql_loads <= allowed,
-                ))
-            else:
-                # SQLite keeps no such statistics: the service's Redis misses bound its SQL loads
-                # (concurrent misses of one code share one load, so this is stricter than needed).
-                result.checks.append(Check(
-                    f"Redis misses {misses:,} <= {loads_per_code} x {distinct:,} distinct unknown codes sent",
-                    misses <= allowed,
-                ))
-
-        async def unknown_workload() -> WorkloadResult:
-            lookups_before.append(await _code_lookups(main))
-            return await bench.workload(
-                server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
-                [str(unknown_file), "", seed_arg()], expected_status=404,
-                check=lambda: verify.not_found(
-                    server.base_url, bench.rng.sample(unknown_pool, min(verify_n, len(unknown_pool)))
-                ),
-                after=misses_check,
-            )
-
-        await measured(unknown_workload)
         await measured(lambda: bench.workload(
             server, "create", "create: POST /api/v1/links", "create.lua", [run_tag], expected_status=201,
             check=lambda: verify.creates(server.base_url, run_tag, verify_n),
@@ -609,12 +593,18 @@ async def run(config: Config) -> int:
         notes.append(
             f"Unknown codes: {len(unknown_pool):,} random codes of the seeded codes' lengths and alphabet that "
             "no link has, drawn uniformly with replacement, so codes repeat within the run and the miss "
-            "cache must answer the repeats. SQL lookups are counted exactly on PostgreSQL: the index scans "
-            "of links.code (pg_stat_user_indexes), read after closing the service's SQL connections so "
-            "their statistics are flushed (its pool reconnects); they are compared with the distinct codes "
-            "wrk sent (printed by bench/lua/codes.lua). The service's Redis-miss counter is shown too: it "
-            "can exceed the SQL lookups, because concurrent misses of one code share one load."
+            "cache must answer the repeats; this workload runs first, on a service process of its own. "
+            "SQL lookups are counted exactly on PostgreSQL: the index scans of links.code "
+            "(pg_stat_user_indexes), read with nothing connected to the bench database, before that "
+            "process starts and after it stops (a backend flushes its statistics as it exits). They are "
+            f"compared with the distinct codes asked for: those wrk sent (bench/lua/codes.lua counts them) "
+            f"plus {len(unknown_checked)} codes outside the pool that the check after the run asks for. The "
+            "service's Redis-miss counter is shown too."
         )
+    order = {key: n for n, key in enumerate(["hot", "uniform", "uniform_query", "unknown", "create", "uniform_small"])}
+    workloads.sort(key=lambda result: order.get(result.key, len(order)))
+    titles = {result.title: order.get(result.key, len(order)) for result in workloads}
+    bench.lookups.sort(key=lambda row: titles.get(row[0], len(order)))
     for result in workloads:
         for check in result.checks:
             figures.append(Figure(
@@ -626,7 +616,9 @@ async def run(config: Config) -> int:
         f"LINKGATE_QUERY_DENY={seed.QUERY_DENY}; the visitor sends `?{seed.VISITOR_QUERY}` and must get "
         f"the target (whose own `ref` wins) plus `&{seed.FORWARDED_QUERY}`.",
         "Nothing is flushed between workloads; the in-process cache and Redis warm up as they would in "
-        "production. The workloads run in table order on one server process (the 10k run on a fresh one).",
+        "production. Order of the runs: unknown codes (a service process of its own), then hot, uniform, "
+        "uniform with a query and creates on a second process, then the 10,000-link run on a third; "
+        "a ceiling run before the first and after each.",
         "Redis and PostgreSQL are not pinned: they share both cores with the server and wrk.",
         "Memory per cached link is Redis's MEMORY USAGE (key, value, object headers, main-dict entry); "
         "the TTL's entry in the expires dict (about 24-32 B) is not in it.",
@@ -650,6 +642,47 @@ async def run(config: Config) -> int:
     log(markdown)
     log(f"bench: wrote {config.results}")
     return code
+
+
+def _sql_lookup_checks(
+    result: WorkloadResult,
+    before: tuple[int, int] | None,
+    after: tuple[int, int] | None,
+    redis_misses: list[int],
+    *,
+    extra_codes: int,
+    loads_per_code: int,
+) -> list[Check]:
+    """At most one SQL lookup per unknown code per miss-TTL: wrk's distinct codes plus the checked ones."""
+    distinct = result.wrk.distinct_paths if result.wrk else None
+    if distinct is None:
+        return [Check("wrk did not report the distinct codes it sent", False)]
+    codes = distinct + extra_codes
+    allowed = codes * loads_per_code
+    misses = redis_misses[0] if redis_misses else None
+    misses_text = f"{misses:,}" if misses is not None else "not counted"
+    if before is not None and after is not None:
+        lookups, seq_scans = after[0] - before[0], after[1] - before[1]
+        if seq_scans:
+            return [Check(
+                f"SQL lookups not countable: {seq_scans} sequential scans of links "
+                f"(index scans {lookups:,}, distinct unknown codes asked for {codes:,})",
+                False,
+            )]
+        return [Check(
+            f"SQL lookups by code {lookups:,} <= {loads_per_code} x {codes:,} distinct unknown codes asked for "
+            f"({distinct:,} by wrk, {extra_codes} by the check after it; PostgreSQL idx_scan of "
+            f"uq_links_code; Redis misses during the wrk run {misses_text})",
+            lookups <= allowed,
+        )]
+    if misses is None:
+        return [Check("neither SQL lookups nor Redis misses could be counted", False)]
+    # SQLite keeps no such statistics: the service's Redis misses bound its SQL loads
+    # (concurrent misses of one code share one load, so this is stricter than needed).
+    return [Check(
+        f"Redis misses {misses:,} <= {loads_per_code} x {distinct:,} distinct unknown codes sent by wrk",
+        misses <= distinct * loads_per_code,
+    )]
 
 
 async def _code_lookups(storage: stack.Storage) -> tuple[int, int] | None:

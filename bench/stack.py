@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -140,42 +141,30 @@ class Storage:
             await delete_prefix(self.redis_url, self.redis_prefix)
         self.created = False
 
-    async def code_lookups(self) -> tuple[int, int] | None:
+    async def code_lookups(self, timeout: float = 30.0) -> tuple[int, int] | None:
         """SQL lookups by code so far: PostgreSQL's index scans of links.code (uq_links_code),
         and the sequential scans of links (which would hide lookups from that count).
 
         Each code of a ``code IN (...)`` list counts as one index scan (PostgreSQL 15 runs one
-        primitive scan per distinct array element).
-
-        Backends flush their statistics only now and then (up to 10 s late), so
-        this first closes the service's connections to the bench database (its
-        pool reconnects on next use), which flushes them at once. None on SQLite.
+        primitive scan per distinct array element). A backend flushes its statistics now and
+        then (up to 10 s late) and always when it exits, before it leaves pg_stat_activity; so
+        this waits until nothing is connected to the database: call it with the service stopped.
+        None on SQLite.
         """
         if self.admin_url is None:
             return None
-        admin = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        admin = create_async_engine(self.admin_url)
         try:
             async with admin.connect() as connection:
-                # The pool may open a new connection meanwhile (its background job runs every few
-                # seconds): repeat until a pass finds none, so every backend that served it has exited.
-                # pg_terminate_backend in the select list: it runs only for rows the WHERE kept
-                # (in the WHERE, PostgreSQL could call it before the other conditions).
-                terminate = text(
-                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                )
-                alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
-                deadline = time.monotonic() + 30
-                while pids := [pid for pid, _ in await connection.execute(terminate, {"name": self.name})]:
-                    while (await connection.execute(alive, {"pids": pids})).scalar():
-                        await asyncio.sleep(0.05)
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"connections to {self.name} kept coming back")
+                connected = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
+                deadline = time.monotonic() + timeout
+                while (await connection.execute(connected, {"name": self.name})).scalar():
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"connections to {self.name} kept coming back")
+                        raise RuntimeError(f"connections to {self.name} stayed open")
+                    await asyncio.sleep(0.05)
         finally:
             await admin.dispose()
-        engine = create_async_engine(self.database_url)
+        engine = create_async_engine(self.database_url, poolclass=NullPool)
         try:
             async with engine.connect() as connection:
                 index_scans = text(

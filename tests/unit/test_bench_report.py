@@ -276,3 +276,38 @@ def test_unknown_codes_have_the_seeded_shape_and_are_never_seeded():
     assert len(codes) == len(set(codes)) == 50
     assert not set(codes) & set(known)
     assert {len(code) for code in codes} == {6}
+
+
+# --- SQL lookups per unknown code ---------------------------------------------------
+
+
+def unknown_run(distinct: int | None) -> WorkloadResult:
+    return workload("unknown", 3_000, wrk=dataclasses.replace(wrk_result(3_000), distinct_paths=distinct))
+
+
+@pytest.mark.parametrize(
+    ("lookups", "passed"),
+    [
+        pytest.param(1_200, True, id="one-per-code"),
+        pytest.param(900, True, id="fewer-than-codes"),
+        pytest.param(1_201, False, id="a-code-looked-up-twice"),
+    ],
+)
+def test_sql_lookups_may_not_exceed_the_distinct_unknown_codes_asked_for(lookups, passed):
+    checks = run._sql_lookup_checks(
+        unknown_run(1_000), (50, 3), (50 + lookups, 3), [1_250], extra_codes=200, loads_per_code=1
+    )
+    assert [check.passed for check in checks] == [passed]
+    assert f"SQL lookups by code {lookups:,} <= 1 x 1,200" in checks[0].text
+
+
+def test_a_sequential_scan_makes_sql_lookups_uncountable():
+    checks = run._sql_lookup_checks(unknown_run(1_000), (0, 0), (10, 1), [10], extra_codes=0, loads_per_code=1)
+    assert not checks[0].passed
+    assert "not countable" in checks[0].text
+
+
+def test_without_postgresql_statistics_redis_misses_bound_the_lookups():
+    assert run._sql_lookup_checks(unknown_run(1_000), None, None, [1_000], extra_codes=200, loads_per_code=1)[0].passed
+    assert not run._sql_lookup_checks(unknown_run(1_000), None, None, [1_001], extra_codes=200, loads_per_code=1)[0].passed
+    assert not run._sql_lookup_checks(unknown_run(None), (0, 0), (0, 0), [0], extra_codes=0, loads_per_code=1)[0].passed
