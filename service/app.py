@@ -23,6 +23,10 @@ from .targets import TargetRules
 
 log = logging.getLogger("linkgate")
 
+# The largest request body read: a link with the longest URL and the
+# largest query policy the settings allow is well under 64 KiB.
+MAX_BODY_BYTES = 64 * 1024
+
 DESCRIPTION = """\
 Create short links over this API; browsers that follow `/{code}` get a
 301/302/307/308 to the long URL, with their query string passed through the
@@ -63,7 +67,21 @@ class LinkgateApp(FastAPI):
         code = self.redirect_gateway.code_of(scope)
         if code is not None:
             return await self.redirect_gateway.serve(code, scope, send)
+        if scope["type"] == "http" and _declared_length(scope) > MAX_BODY_BYTES:
+            # Refused before a byte of it is read, as problem JSON.
+            response = problems.problem(
+                413, "too-large", "Request body too large",
+                f"The body is larger than {MAX_BODY_BYTES} bytes.", instance=scope["path"],
+            )
+            return await response(scope, receive, send)
         await super().__call__(scope, receive, send)
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 async def _every_second_flush_metrics() -> None:
@@ -145,6 +163,9 @@ def create_app(
 
     app = LinkgateApp(
         access_log_enabled=settings.access_log,
+        # Stops bodies sent without Content-Length (chunked) as they arrive;
+        # bodies that declare a larger length are refused in __call__.
+        max_body_size=MAX_BODY_BYTES,
         title="linkgate",
         version=__version__,
         description=DESCRIPTION,

@@ -273,3 +273,11 @@ async def test_concurrent_creates_each_get_their_own_code_and_url(client):
         assert (await client.get(f"/{link['code']}?x=1")).headers["location"] == (
             body["url"] if "query" in body else body["url"] + "?x=1"
         )
+
+
+async def test_an_oversized_body_answers_413_problem_without_being_read_whole(client):
+    body = b'{"url": "https://example.com/' + b"a" * (200 * 1024) + b'"}'
+    response = await client.post("/api/v1/links", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+    assert (await client.get("/api/v1/links")).json()["data"] == []
