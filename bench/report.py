@@ -208,7 +208,7 @@ def fmt_ratio(value: float | None) -> str:
 def _ceiling_row(ceilings: list[WorkloadResult]) -> list[str]:
     """One row for every ceiling run: mean req/s, the slowest p50 and p99, the runs' spread."""
     ran = [c for c in ceilings if c.wrk is not None and c.error is None]
-    title = f"ceiling: bare ASGI 302 ({len(ceilings)} runs, one between each two workloads)"
+    title = f"ceiling: bare ASGI 302 ({len(ceilings)} runs, before and after each workload)"
     failed = len(ceilings) - len(ran)
     verified = sum(c.verification.checked for c in ran if c.verification is not None)
     wrong = sum(c.verification.failed for c in ran if c.verification is not None)
@@ -342,11 +342,11 @@ def render(report: Report) -> tuple[str, int]:
         "",
         *table,
         "",
-        "`vs ceiling` is requests/s over the ceiling measured next to the workload: the mean of the "
-        "ceiling runs right before and right after it, in this same run (the machine is shared, and its "
-        "load moves within minutes). `errors` counts socket errors plus answers whose status was not the "
-        "one the workload expects, as the service's own /metrics counted them (the ceiling: wrk's "
-        "non-2xx/3xx). "
+        "`vs ceiling` is requests/s over the ceiling next to the workload: the mean of two ceiling runs "
+        "sent the same requests (the workload's wrk script and paths) right before and right after it, in "
+        "this same run; the machine is shared, and its load moves within minutes. `errors` counts socket "
+        "errors plus answers whose status was not the one the workload expects, as the service's own "
+        "/metrics counted them (the ceiling: wrk's non-2xx/3xx). "
         "`verified` is how many sampled answers, checked after the wrk run with httpx, had the "
         "expected status and exact Location.",
         "",

@@ -6,9 +6,10 @@ Steps, in one run so every ratio compares figures taken minutes apart:
    when those do not answer), migrated with `python -m service migrate`;
 2. seed links through LinkService.bulk_create (BENCH_LINKS, default 1,000,000,
    and 10,000 in a second database);
-3. the ceiling (bench/ceiling.py) under wrk, run again between each two
-   service workloads, so each ratio compares a workload with the ceiling
-   measured right before and right after it (the machine is shared);
+3. the ceiling (bench/ceiling.py) under wrk, sent the same requests (the
+   same script and paths) right before and right after each service
+   workload, so each ratio compares figures taken seconds apart (the machine
+   is shared, and its load moves within minutes);
 4. `python -m service serve` under wrk: one hot code, codes uniform over every
    link, the same with a query to filter, unknown codes, link creation; each
    followed by a check of a sample of answers; Redis memory per cached link;
@@ -461,22 +462,22 @@ async def run(config: Config) -> int:
             f"seeding {config.small_links:,} links", f"{seeded_small.rate:,.0f} links/s ({seeded_small.seconds:.1f} s)"
         ))
 
-        log("bench: the ceiling (bare ASGI 302), run between each two workloads")
+        log("bench: the ceiling (bare ASGI 302), run right before and after each workload")
         ceiling_server = await bench.start_ceiling("ceiling")
 
-        async def ceiling_run() -> WorkloadResult:
+        async def ceiling_run(script: str, args: list[str]) -> WorkloadResult:
             result = await bench.workload(
-                ceiling_server, "ceiling", f"ceiling run {len(ceilings) + 1}", "hot.lua", ["c0de42"],
+                ceiling_server, "ceiling", f"ceiling run {len(ceilings) + 1} ({script})", script, args,
                 expected_status=None, check=ceiling_check(ceiling_server), seconds=config.ceiling_seconds,
             )
             ceilings.append(result)
             return result
 
-        async def measured(result_of) -> WorkloadResult:
-            """A service workload between two ceiling runs; its ratio uses their mean."""
-            before = ceilings[-1] if ceilings else await ceiling_run()
-            result = await result_of()
-            result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run())
+        async def measured(server, key: str, title: str, script: str, args: list[str], **kwargs) -> WorkloadResult:
+            """A service workload between two ceiling runs sent the same requests; its ratio uses their mean."""
+            before = await ceiling_run(script, args)
+            result = await bench.workload(server, key, title, script, args, **kwargs)
+            result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run(script, args))
             workloads.append(result)
             return result
 
@@ -495,12 +496,12 @@ async def run(config: Config) -> int:
 
         lookups_before = await _code_lookups(main)
         server = await bench.start_service(main, "service-unknown")
-        unknown = await measured(lambda: bench.workload(
+        unknown = await measured(
             server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
             [str(unknown_file), "", seed_arg()], expected_status=404,
             check=lambda: verify.not_found(server.base_url, unknown_checked),
             after=count_misses,
-        ))
+        )
         await bench.stop(server)
         lookups_after = await _code_lookups(main)
         unknown.checks += _sql_lookup_checks(
@@ -512,25 +513,25 @@ async def run(config: Config) -> int:
         server = await bench.start_service(main, "service")
         hot_index = config.links // 2
         hot_code = seeded.codes[hot_index]
-        await measured(lambda: bench.workload(
+        await measured(
             server, "hot", "hot: one code", "hot.lua", [hot_code], expected_status=302,
             check=lambda: verify.redirects(
                 server.base_url, [(hot_code, seed.target_url(hot_index))] * verify_n
             ),
-        ))
+        )
 
         memory_before_uniform = await _used_memory(redis_url)
-        uniform = await measured(lambda: bench.workload(
+        uniform = await measured(
             server, "uniform", f"uniform over {config.links:,} links", "codes.lua", [str(codes_file), "", seed_arg()],
             expected_status=302,
             check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded.codes, verify_n, bench.rng)),
-        ))
+        )
         uniform_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_uniform)
         figures.append(await _memory_figure(redis_url, main.redis_prefix, [
             ("while seeding", seed_growth), ("during the uniform run", uniform_growth),
         ]))
 
-        await measured(lambda: bench.workload(
+        await measured(
             server, "uniform_query", f"uniform over {config.links:,}, with `?{seed.VISITOR_QUERY}`",
             "codes.lua", [str(codes_file), "?" + seed.VISITOR_QUERY, seed_arg()],
             expected_status=302,
@@ -539,21 +540,21 @@ async def run(config: Config) -> int:
                 verify.seeded_sample(seeded.codes, verify_n, bench.rng, query=seed.VISITOR_QUERY),
                 query=seed.VISITOR_QUERY,
             ),
-        ))
+        )
 
-        await measured(lambda: bench.workload(
+        await measured(
             server, "create", "create: POST /api/v1/links", "create.lua", [run_tag], expected_status=201,
             check=lambda: verify.creates(server.base_url, run_tag, verify_n),
-        ))
+        )
         await bench.stop(server)
 
         log(f"bench: the service on {config.small_links:,} links")
         server = await bench.start_service(small, "service-small")
-        small_result = await measured(lambda: bench.workload(
+        small_result = await measured(
             server, "uniform_small", f"uniform over {config.small_links:,} links", "codes.lua",
             [str(small_file), "", seed_arg()], expected_status=302,
             check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded_small.codes, verify_n, bench.rng)),
-        ))
+        )
         await bench.stop(server)
         await bench.stop(ceiling_server)
         if uniform.wrk and small_result.wrk:
@@ -618,7 +619,7 @@ async def run(config: Config) -> int:
         "Nothing is flushed between workloads; the in-process cache and Redis warm up as they would in "
         "production. Order of the runs: unknown codes (a service process of its own), then hot, uniform, "
         "uniform with a query and creates on a second process, then the 10,000-link run on a third; "
-        "a ceiling run before the first and after each.",
+        "a ceiling run right before and right after each.",
         "Redis and PostgreSQL are not pinned: they share both cores with the server and wrk.",
         "Memory per cached link is Redis's MEMORY USAGE (key, value, object headers, main-dict entry); "
         "the TTL's entry in the expires dict (about 24-32 B) is not in it.",
@@ -777,8 +778,8 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
         "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10)",
         "ceiling": "`uvicorn bench.ceiling:app --loop uvloop --http httptools --no-access-log "
         "--log-level warning --no-server-header --proxy-headers` (the settings `serve` passes), "
-        f"measured for {config.ceiling_seconds} s (BENCH_CEILING_SECONDS) before the first workload and "
-        "after each one",
+        f"run for {config.ceiling_seconds} s (BENCH_CEILING_SECONDS) right before and right after each "
+        "workload, with the workload's own wrk script and paths",
         "pinning": pin,
         "load": f"`wrk -t1 -c{config.connections} -d{config.seconds}s --latency -s bench/lua/<script>` "
         "(hot.lua, codes.lua, create.lua)",

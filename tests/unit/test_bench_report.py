@@ -175,7 +175,7 @@ def test_the_table_shows_each_workload_against_its_neighbouring_ceiling():
     assert len(lines) == 2 + 1 + 2  # header, one row for every ceiling run, one per workload
     assert [v.state for v in verdicts] == [report.MET, report.NOT_MET]
     ceiling = lines[2].split(" | ")
-    assert ceiling[0] == "| ceiling: bare ASGI 302 (3 runs, one between each two workloads)"
+    assert ceiling[0] == "| ceiling: bare ASGI 302 (3 runs, before and after each workload)"
     assert ceiling[1] == "11,000"
     assert ceiling[7] == "runs 9,000-13,000"
     assert ceiling[10] == "600/600 |"
