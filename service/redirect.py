@@ -176,6 +176,11 @@ class Redirector:
             if cached is None:
                 metrics.TALLY.add(self._redis_miss)
         if cached is None:
+            # Another request may have loaded the code from SQL while this one
+            # waited for Redis (which the load fills only afterwards).
+            held = self._local.get(code)
+            if held is not None and held[0] > now:
+                return held[1]
             link = await self._loads.get(code)
             destination = None if link is None else self.destination(link)
         else:
