@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -141,6 +142,12 @@ def create_app(
         service.on_change.append(redirector.forget)
         app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
         app.redirect_gateway.redirector = redirector
+        # Everything made so far (the imported framework, the app, its
+        # clients) lives as long as the process. Freezing it keeps the
+        # collector's full passes from walking ~130,000 such objects, a
+        # ~130 ms pause each time that showed in redirect tail latency.
+        gc.collect()
+        gc.freeze()
         tasks = [
             asyncio.create_task(_drain_invalidations_forever(service, 5.0)),
             asyncio.create_task(_every_second_flush_metrics()),

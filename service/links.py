@@ -85,8 +85,10 @@ class LinkService:
     _redrop_codes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        # As many insert transactions at once as the pool has connections for;
+        # each waits mostly on its commit.
         self._creates: Coalescer[_NewLink, Link] = Coalescer(
-            self._insert_generated, max_in_flight=2, max_batch=500
+            self._insert_generated, max_in_flight=self.settings.database_pool_size, max_batch=500
         )
 
     # --- validation --------------------------------------------------------

@@ -45,9 +45,15 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter on every start
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # linkgate logs requests itself (LINKGATE_ACCESS_LOG); with no handler
+    # anywhere for uvicorn's access logger, uvicorn skips formatting a line
+    # per response (it checks hasHandlers()).
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
 
 
 class RequestContext:

@@ -130,7 +130,7 @@ class Redirector:
         self._local_size = settings.local_cache_size
         self._local_ttl = settings.local_cache_ttl_seconds
         # SQL loads: codes missed together are looked up together, one load per code at a time.
-        self._loads: Coalescer[str, CachedLink | None] = Coalescer(self._load_many, max_in_flight=4, max_batch=500)
+        self._loads: Coalescer[str, Destination | None] = Coalescer(self._load_many, max_in_flight=4, max_batch=500)
         self._background: set[asyncio.Task] = set()
         self.retry_after = str(settings.sql_retry_after_seconds).encode()
         self._permanent_cc = f"public, max-age={settings.permanent_redirect_max_age}".encode()
@@ -181,8 +181,7 @@ class Redirector:
             held = self._local.get(code)
             if held is not None and held[0] > now:
                 return held[1]
-            link = await self._loads.get(code)
-            destination = None if link is None else self.destination(link)
+            destination = await self._loads.get(code)
         else:
             metrics.TALLY.add(self._redis_hit)
             destination = None if cached is MISSING else self.destination(cached)
@@ -198,7 +197,7 @@ class Redirector:
             del local[next(iter(local))]
         local[code] = (now + self._local_ttl, destination)
 
-    async def _load_many(self, codes: list[str]) -> list[CachedLink | None]:
+    async def _load_many(self, codes: list[str]) -> list[Destination | None]:
         """One SQL query for a batch of codes; what it finds (or not) is written back to Redis."""
         try:
             async with self._db.read_connection() as connection:
@@ -207,14 +206,23 @@ class Redirector:
             metrics.SQL_ERRORS.labels(operation="redirect").inc()
             raise
         found: dict[str, CachedLink | None] = {}
+        destinations: list[Destination | None] = []
+        now = self._clock()
         for code in codes:
             row = rows.get(code)
-            found[code] = None if row is None else CachedLink(url=row[0], redirect_status=row[1], query_policy=row[2])
+            link = None if row is None else CachedLink(url=row[0], redirect_status=row[1], query_policy=row[2])
+            found[code] = link
+            destination = None if link is None else self.destination(link)
+            destinations.append(destination)
+            # Remembered before the callers hear back and before Redis is
+            # filled, so a request whose Redis miss lands in between finds it
+            # here instead of starting a second load.
+            self._remember(code, destination, now)
         # Visitors get their answer now; Redis is filled behind them.
         task = asyncio.get_running_loop().create_task(self._cache.put_many(found))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return list(found.values())
+        return destinations
 
 
 # --- the ASGI middleware -------------------------------------------------------

@@ -175,3 +175,36 @@ async def test_a_stale_entry_written_back_by_a_racing_load_is_dropped_again(clie
     await asyncio.sleep(0.2)
     state.redirector.forget_all()
     assert (await client.get(f"/{code}")).headers["location"] == "https://example.com/new"
+
+
+async def test_a_redis_miss_that_lands_after_another_requests_sql_load_does_not_load_again(client):
+    state = client.app.state
+    code = await make_link(client)
+    await state.cache.drop(code)
+    state.redirector.forget_all()
+    selects = count_link_selects(state.db.engine)
+    first_done = asyncio.Event()
+    real_get = state.cache.get
+    calls = 0
+
+    async def get(code_):
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the second visitor's Redis answer (a miss) arrives late
+            answer = await real_get(code_)
+            await first_done.wait()
+            return answer
+        return await real_get(code_)
+
+    state.cache.get = get
+    try:
+        async def first():
+            response = await client.get(f"/{code}")
+            first_done.set()
+            return response
+
+        responses = await asyncio.gather(first(), client.get(f"/{code}"))
+    finally:
+        state.cache.get = real_get
+    assert [r.status_code for r in responses] == [302, 302]
+    assert len(selects) == 1
