@@ -104,7 +104,11 @@ async def _drain_invalidations_forever(service: LinkService, every_seconds: floa
 
 
 def create_app(
-    settings: Settings | None = None, *, redis_client=None, configure_logs: bool = True
+    settings: Settings | None = None,
+    *,
+    redis_client=None,
+    configure_logs: bool = True,
+    freeze_gc: bool = True,
 ) -> LinkgateApp:
     """The whole service as an ASGI app; nothing connects until its lifespan starts."""
     settings = settings or Settings.from_env()
@@ -146,8 +150,10 @@ def create_app(
         # clients) lives as long as the process. Freezing it keeps the
         # collector's full passes from walking ~130,000 such objects, a
         # ~130 ms pause each time that showed in redirect tail latency.
-        gc.collect()
-        gc.freeze()
+        # (Tests that start many apps in one process pass freeze_gc=False.)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         tasks = [
             asyncio.create_task(_drain_invalidations_forever(service, 5.0)),
             asyncio.create_task(_every_second_flush_metrics()),
