@@ -235,12 +235,16 @@ async def test_openapi_document_lists_the_link_routes(client):
     assert (await client.get("/docs")).status_code == 200
 
 
-async def test_bulk_create_stores_links_that_redirect_and_warms_the_cache(client):
+async def test_bulk_create_stores_links_that_redirect_and_clears_cached_misses_of_their_codes(client):
     state = client.app.state
+    future_code = state.links.codec.encode(8)
+    assert (await client.get(f"/{future_code}")).status_code == 404  # a cached miss now
+    state.redirector.forget_all()
     codes = await state.links.bulk_create([f"https://example.com/bulk/{i}" for i in range(50)])
     assert len(set(codes)) == 50
     assert [state.links.codec.decode(code) for code in codes] == list(range(1, 51))
-    assert all([await state.cache.redis.exists(state.cache.key(code)) for code in codes])
+    assert not any([await state.cache.redis.exists(state.cache.key(code)) for code in codes])
+    assert (await client.get(f"/{future_code}")).headers["location"] == "https://example.com/bulk/7"
     response = await client.get(f"/{codes[7]}")
     assert response.headers["location"] == "https://example.com/bulk/7"
     single = (await create(client)).json()["code"]
