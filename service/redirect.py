@@ -1,16 +1,19 @@
 """The hot path: GET/HEAD /<code> -> 301/302/307/308 with the filtered Location.
 
-It is a plain ASGI middleware in front of FastAPI, so a redirect never pays
-for routing, dependency injection or response models. Lookups go:
+LinkgateApp.__call__ (service.app) hands these requests to the gateway here
+before FastAPI is called at all, so a redirect never pays for routing,
+dependency injection, middleware or response models. Lookups go:
 
 1. this process's memory (bounded, entries live settings.local_cache_ttl_seconds,
    which bounds how stale another replica's edit can look here);
-2. Redis, one round trip, coalesced with other lookups under way (store.cache);
-3. SQL (the read replica when configured), one load per code at a time in
-   this process; the answer, found or not, is written back to Redis.
+2. Redis, one round trip, coalesced with the other lookups under way into
+   one MGET (store.cache);
+3. SQL (the read replica when configured): codes missed together are loaded
+   together in one SELECT, one load per code at a time in this process; the
+   answers, found or not, are written back to Redis behind the response.
 
 Anything that is not a single path segment shaped like a code, or is one of
-the service's own reserved words, goes on to the FastAPI app untouched.
+the service's own reserved words, goes on to FastAPI untouched.
 """
 
 from __future__ import annotations
@@ -263,8 +266,11 @@ class RedirectGateway:
         except Exception:
             log.exception("redirect of %s failed", code)
             status = 500
-            await self._problem(send, scope, request_id, 500, "internal", "Internal error",
-                                "Something went wrong on our side.")
+            try:
+                await self._problem(send, scope, request_id, 500, "internal", "Internal error",
+                                    "Something went wrong on our side.")
+            except Exception:  # the response had started (the client went away mid-send)
+                log.debug("could not send the 500 for %s", code)
         self._observe(scope["method"], status, started)
         if self._access_log:
             access_log.info(
