@@ -43,7 +43,8 @@ def open_redis(settings: Settings):
         return redis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=0.5,
-            socket_timeout=0.5,
+            # No per-read timeout: LinkCache puts one deadline on each round trip.
+            socket_timeout=None,
             health_check_interval=30,
             max_connections=64,
         )

@@ -92,6 +92,7 @@ class LinkCache:
         miss_ttl_seconds: int,
         max_in_flight: int = 4,
         cooldown_seconds: float = 1.0,
+        timeout_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
@@ -100,6 +101,10 @@ class LinkCache:
         self.miss_ttl = miss_ttl_seconds
         self._clock = clock
         self._cooldown = cooldown_seconds
+        # One deadline per round trip, not redis-py's socket_timeout: that one
+        # arms a timer for every reply read, which doubled the cost of a
+        # pipelined write per command.
+        self._timeout = timeout_seconds
         self._down_until = 0.0
         self._reads: Coalescer[bytes, bytes | None] = Coalescer(self._mget, max_in_flight=max_in_flight)
 
@@ -135,7 +140,8 @@ class LinkCache:
 
     async def _mget(self, keys: list[bytes]) -> list[bytes | None]:
         try:
-            return await self.redis.mget(keys)
+            async with asyncio.timeout(self._timeout):
+                return await self.redis.mget(keys)
         except _REDIS_DOWN_ERRORS as exc:
             self._failed(exc, "get")
             raise CacheUnavailable(str(exc)) from exc
@@ -154,10 +160,12 @@ class LinkCache:
             return True
         pipe = self.redis.pipeline(transaction=False)
         for code, link in links.items():
+            # execute_command: the same SET ... EX, without redis-py's keyword
+            # handling, which cost more than sending the command.
             if link is None:
-                pipe.set(self.key(code), MISS_VALUE, ex=self.miss_ttl)
+                pipe.execute_command("SET", self.key(code), MISS_VALUE, "EX", self.miss_ttl)
             else:
-                pipe.set(self.key(code), encode_link(link), ex=self.ttl)
+                pipe.execute_command("SET", self.key(code), encode_link(link), "EX", self.ttl)
         return await self._write("set", pipe.execute)
 
     async def drop(self, *codes: str) -> bool:
@@ -170,7 +178,8 @@ class LinkCache:
         if self._clock() < self._down_until and operation != "delete":
             return False
         try:
-            await command(*args, **kwargs)
+            async with asyncio.timeout(self._timeout):
+                await command(*args, **kwargs)
         except _REDIS_DOWN_ERRORS as exc:
             self._failed(exc, operation)
             return False
@@ -178,6 +187,7 @@ class LinkCache:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.redis.ping())
+            async with asyncio.timeout(self._timeout):
+                return bool(await self.redis.ping())
         except _REDIS_DOWN_ERRORS:
             return False

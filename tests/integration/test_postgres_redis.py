@@ -215,3 +215,24 @@ async def test_connections_killed_while_idle_are_replaced_not_served_as_errors(p
         client.app.state.redirector.forget_all()
         await client.app.state.cache.drop(code)
         assert (await client.get(f"/{code}")).status_code == 302
+
+
+async def test_a_redis_that_stops_answering_costs_visitors_one_timeout_not_a_hang(pg_url, own_redis):
+    import os
+    import signal
+
+    url, process = own_redis
+    settings = make_settings(pg_url, redis_url=url)
+    async with running_app(settings, None) as client:
+        code = (await make_link(client))["code"]
+        os.kill(process.pid, signal.SIGSTOP)  # accepts nothing, answers nothing
+        try:
+            client.app.state.redirector.forget_all()
+            started = time.monotonic()
+            responses = await asyncio.gather(*(client.get(f"/{code}") for _ in range(20)))
+            assert [r.status_code for r in responses] == [302] * 20
+            assert time.monotonic() - started < 3, "visitors waited on a silent Redis"
+            created = await make_link(client, url="https://example.com/while-redis-is-silent")
+            assert created["code"]
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
