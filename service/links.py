@@ -66,6 +66,11 @@ class _NewLink:
     query_policy: dict | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Inserted:
+    code: str
+
+
 @dataclass
 class LinkService:
     """Everything the link use-cases need, opened once by the app's lifespan."""
@@ -156,7 +161,9 @@ class LinkService:
         # only drops cached misses for the new codes, in one DEL.
         return [link.code for link in await self._insert_generated(batch, warm_cache=False)]
 
-    async def _insert_generated(self, batch: list[_NewLink], *, warm_cache: bool = True) -> list[Link]:
+    async def _insert_generated(
+        self, batch: list[_NewLink], *, warm_cache: bool = True
+    ) -> list[Link] | list[_Inserted]:
         """Insert links with generated codes in one transaction, then warm (or clear) the cache."""
         now = self.clock()
         rows = [
@@ -171,23 +178,25 @@ class LinkService:
         except StorageUnavailable:
             metrics.SQL_ERRORS.labels(operation="create").inc()
             raise
+        if not warm_cache:
+            # An import builds no Link objects: at ~10 us each they were a
+            # third of the seeding time.
+            await self._clear_misses([code for _, code in ids_codes])
+            return [_Inserted(code) for _, code in ids_codes]
         links = [
             Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
                  query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None)
             for (row_id, code), new in zip(ids_codes, batch, strict=True)
         ]
-        if warm_cache:
-            await self._cache_new(links)
-        else:
-            await self._clear_misses(links)
+        await self._cache_new(links)
         return links
 
-    async def _clear_misses(self, links: list[Link]) -> None:
-        for link in links:
-            self._changed(link.code)
-        if not await self.cache.drop(*(link.code for link in links)):
-            for link in links:
-                await self._remember_stale(link.code)
+    async def _clear_misses(self, codes: list[str]) -> None:
+        for code in codes:
+            self._changed(code)
+        if not await self.cache.drop(*codes):
+            for code in codes:
+                await self._remember_stale(code)
 
     async def _cache_new(self, links: list[Link]) -> None:
         # A cached "no such code" (a visitor tried the code before it existed)

@@ -178,9 +178,28 @@ def _checked_netloc(netloc: str, rules: TargetRules) -> str:
     return host if port is None else f"{host}:{port}"
 
 
+# Most targets look like this: a lower-case http(s) scheme and host name, a
+# path, maybe a query, no port, user info, fragment or byte to quote. Such a
+# URL is stored exactly as written once its host passes the (remembered)
+# host rules, without taking it apart; tests check both paths agree.
+_PLAIN_URL = re.compile(r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(/[A-Za-z0-9!$%&'()*+,/:;=?@~._-]*)")
+
+
 def normalise_target(url: str, rules: TargetRules) -> str:
     """The URL as linkgate stores it, or InvalidInput saying what is wrong with it."""
     url = url.strip(" ")
+    plain = _PLAIN_URL.fullmatch(url)
+    if (
+        plain is not None
+        and plain.group(1) in rules.allowed_schemes
+        and len(url) <= rules.max_length
+        and _checked_netloc(plain.group(2), rules) == plain.group(2)
+    ):
+        return url
+    return _normalise_in_full(url, rules)
+
+
+def _normalise_in_full(url: str, rules: TargetRules) -> str:
     if not url:
         raise _refuse("must not be empty")
     if _CONTROL.search(url):

@@ -437,3 +437,23 @@ def test_any_text_is_refused_or_stored_as_clean_ascii_that_normalises_to_itself(
     assert parts.hostname
     assert len(stored) <= rules.max_length
     assert normalise_target(stored, rules) == stored
+
+
+@given(
+    scheme=st.sampled_from(["http", "https"]),
+    host=st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9-]{1,10}){0,3}\.[a-z]{2,5}", fullmatch=True),
+    path=st.text(alphabet="abcXYZ019!$%&'()*+,/:;=?@~._-", max_size=60),
+)
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_the_fast_path_for_plain_urls_stores_what_the_full_rules_store(scheme, host, path):
+    from service.targets import _normalise_in_full
+
+    url = f"{scheme}://{host}/{path}"
+    try:
+        expected = _normalise_in_full(url, RULES)
+    except InvalidInput as refused:
+        with pytest.raises(InvalidInput) as caught:
+            normalise_target(url, RULES)
+        assert caught.value.reason == refused.reason
+    else:
+        assert normalise_target(url, RULES) == expected
