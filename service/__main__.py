@@ -63,6 +63,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warm_cache(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from .app import create_app
+
+    settings = _settings()
+    if not settings.redis_url:
+        sys.exit("linkgate: warm-cache fills a shared Redis; set LINKGATE_REDIS_URL")
+
+    async def warm() -> int:
+        app = create_app(settings, configure_logs=False, freeze_gc=False)
+        async with app.router.lifespan_context(app):
+            return await app.state.links.warm_cache(args.limit)
+
+    started = time.perf_counter()
+    count = asyncio.run(warm())
+    print(f"linkgate: cached {count} links in Redis in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def settings_table() -> str:
     """The README's settings table, straight from the Settings class."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
@@ -93,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=cmd_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations, then exit")
     migrate.set_defaults(run=cmd_migrate)
+    warm = commands.add_parser("warm-cache", help="write the newest links to Redis (after a flush or an import)")
+    warm.add_argument("--limit", type=int, default=100_000, help="how many links, newest first (default 100000)")
+    warm.set_defaults(run=cmd_warm_cache)
     table = commands.add_parser("settings", help="print every setting, its default and meaning (Markdown)")
     table.set_defaults(run=cmd_settings)
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ from .config import Settings
 from .errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
 from .query_filter import FilterLimits, PolicyError, QueryPolicy, check_policy
 from .store import sql
-from .store.cache import CachedLink, LinkCache
+from .store.cache import CachedLink, CacheUnavailable, LinkCache
 from .store.models import Link
 from .targets import TargetRules, normalise_target
 
@@ -206,6 +206,28 @@ class LinkService:
         if not await self.cache.put_many({link.code: cached_form(link) for link in links}):
             for link in links:
                 await self._remember_stale(link.code)
+
+    async def warm_cache(self, limit: int, *, chunk: int = 10_000) -> int:
+        """Write the newest `limit` live links to Redis; returns how many were written.
+
+        For after a Redis flush or failover, or an import: visitors then find
+        those links in Redis instead of each first visit reaching SQL.
+        """
+        warmed, before = 0, None
+        while warmed < limit:
+            async with self.db.read_connection() as connection:
+                rows = await sql.newest_live_targets(
+                    connection=connection, limit=min(chunk, limit - warmed), before_id=before
+                )
+            if not rows:
+                break
+            links = {code: CachedLink(url=url, redirect_status=status, query_policy=policy)
+                     for _, code, url, status, policy in rows}
+            if not await self.cache.put_many(links):
+                raise CacheUnavailable("redis did not take the entries")
+            warmed += len(rows)
+            before = rows[-1][0]
+        return warmed
 
     async def get(self, code: str) -> Link:
         async with self.db.reading() as session:

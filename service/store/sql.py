@@ -239,6 +239,19 @@ async def find_live_targets(
     return {code: (url, status, policy) for code, url, status, policy in rows}
 
 
+async def newest_live_targets(
+    *, connection: AsyncConnection, limit: int, before_id: int | None
+) -> list[tuple[int, str, str, int, dict | None]]:
+    """(id, code, url, redirect_status, query_policy) of live links, newest first (keyset on id)."""
+    query = select(Link.id, Link.code, Link.url, Link.redirect_status, Link.query_policy).where(
+        Link.deleted_at.is_(None), Link.code.is_not(None)
+    )
+    if before_id is not None:
+        query = query.where(Link.id < before_id)
+    rows = (await connection.execute(query.order_by(Link.id.desc()).limit(limit))).all()
+    return [tuple(row) for row in rows]
+
+
 async def list_live_links(*, session: AsyncSession, limit: int, before_id: int | None) -> list[Link]:
     """Newest first, keyset-paginated on the row id."""
     query = select(Link).where(Link.deleted_at.is_(None), Link.code.is_not(None))

@@ -285,3 +285,21 @@ async def test_an_oversized_body_answers_413_problem_without_being_read_whole(cl
     assert response.status_code == 413
     assert response.headers["content-type"] == PROBLEM
     assert (await client.get("/api/v1/links")).json()["data"] == []
+
+
+async def test_warm_cache_writes_the_newest_links_to_redis_so_visits_skip_sql(client):
+    from sqlalchemy import event
+
+    state = client.app.state
+    codes = await state.links.bulk_create([f"https://example.com/warm/{i}" for i in range(30)])
+    await state.links.delete(codes[-1])
+    assert await state.links.warm_cache(10, chunk=4) == 10
+    newest_live = codes[-11:-1]
+    assert all([await state.cache.redis.exists(state.cache.key(code)) for code in newest_live])
+    assert not await state.cache.redis.exists(state.cache.key(codes[0]))
+    selects: list[str] = []
+    event.listen(state.db.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: selects.append(statement))
+    state.redirector.forget_all()
+    assert (await client.get(f"/{newest_live[0]}")).headers["location"] == "https://example.com/warm/19"
+    assert selects == []

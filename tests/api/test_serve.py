@@ -80,3 +80,10 @@ def test_production_refuses_to_start_without_a_salt(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "LINKGATE_HASHIDS_SALT" in result.stderr
+
+
+def test_warm_cache_needs_a_shared_redis(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "service", "warm-cache"], env=cli_env(tmp_path),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "LINKGATE_REDIS_URL" in result.stderr
