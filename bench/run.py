@@ -195,6 +195,10 @@ class Bench:
             fields["redis_url"] = storage.redis_url
         return fields
 
+    def service_env(self, storage: stack.Storage, port: int) -> dict[str, str]:
+        """The environment a service process of this bench runs with."""
+        return {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in self.service_fields(storage, port).items()}}
+
     def settings(self, storage: stack.Storage) -> Settings:
         return Settings(**self.service_fields(storage, 8000))
 
@@ -202,7 +206,7 @@ class Bench:
         """Run `python -m service warm-cache` for a store; its own report line, timed."""
         if storage.redis_url is None:
             return "skipped (no Redis: the embedded cache lives in the server process)"
-        env = {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in self.service_fields(storage, 8000).items()}}
+        env = self.service_env(storage, 8000)
         started = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "service", "warm-cache", "--limit", str(count), cwd=stack.REPO, env=env,
@@ -217,7 +221,7 @@ class Bench:
 
     async def start_service(self, storage: stack.Storage, name: str) -> stack.Server:
         port = stack.free_port()
-        env = {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in self.service_fields(storage, port).items()}}
+        env = self.service_env(storage, port)
         server = stack.Server(
             name=name,
             argv=[sys.executable, "-m", "service", "serve", "--graceful-timeout", "2"],

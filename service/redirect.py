@@ -184,7 +184,8 @@ class Redirector:
             held = self._local.get(code)
             if held is not None and held[0] > now:
                 return held[1]
-            destination = await self._loads.get(code)
+            # _load_many has put the answer in the local cache already.
+            return await self._loads.get(code)
         else:
             metrics.TALLY.add(self._redis_hit)
             destination = None if cached is MISSING else self.destination(cached)
