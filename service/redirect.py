@@ -197,9 +197,20 @@ class Redirector:
             return
         local = self._local
         if code not in local and len(local) >= self._local_size:
-            # Oldest insertion out: dicts keep insertion order.
-            del local[next(iter(local))]
+            self._evict_oldest()
         local[code] = (now + self._local_ttl, destination)
+
+    def _evict_oldest(self) -> None:
+        """Make room by dropping the oldest eighth of the entries (dicts keep insertion order).
+
+        One at a time would cost more than the lookup it serves: after many
+        deletions at its front, a dict's first key is found only by stepping
+        over every deleted slot until the dict next compacts itself (profiled
+        at 15% of a redirect's time with a full cache of 50,000).
+        """
+        local = self._local
+        for code in list(itertools.islice(local, max(1, self._local_size // 8))):
+            del local[code]
 
     async def _load_many(self, codes: list[str]) -> list[Destination | None]:
         """One SQL query for a batch of codes; what it finds (or not) is written back to Redis."""

@@ -208,3 +208,23 @@ async def test_a_redis_miss_that_lands_after_another_requests_sql_load_does_not_
         state.cache.get = real_get
     assert [r.status_code for r in responses] == [302, 302]
     assert len(selects) == 1
+
+
+async def test_the_local_cache_stays_within_its_size_and_drops_the_oldest_first(sqlite_url, redis_server):
+    settings = make_settings(sqlite_url, local_cache_size=16)
+    await migrate(settings.database_url)
+    async with running_app(settings, fakeredis.FakeAsyncRedis(server=redis_server)) as client:
+        redirector = client.app.state.redirector
+        codes = [await make_link(client, url=f"https://example.com/{n}") for n in range(40)]
+        sizes = []
+        for code in codes:
+            assert (await client.get(f"/{code}")).status_code == 302
+            sizes.append(len(redirector._local))
+        assert max(sizes) == 16
+        # The newest links are the ones still held; the first ones went first.
+        assert codes[-1] in redirector._local
+        assert codes[0] not in redirector._local
+        # Whatever was dropped is still answered, from Redis.
+        selects = count_link_selects(client.app.state.db.engine)
+        assert (await client.get(f"/{codes[0]}")).headers["location"] == "https://example.com/0"
+        assert selects == []
