@@ -74,7 +74,7 @@ def cmd_warm_cache(args: argparse.Namespace) -> int:
         sys.exit("linkgate: warm-cache fills a shared Redis; set LINKGATE_REDIS_URL")
 
     async def warm() -> int:
-        app = create_app(settings, configure_logs=False, freeze_gc=False)
+        app = create_app(settings, configure_logs=False, tune_gc=False)
         async with app.router.lifespan_context(app):
             return await app.state.links.warm_cache(args.limit)
 

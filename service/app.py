@@ -104,12 +104,41 @@ async def _drain_invalidations_forever(service: LinkService, every_seconds: floa
             log.debug("pending invalidations not drained: %s", exc)
 
 
+# Collections of the young generations at most every GC_THRESHOLDS[0] net
+# allocations of tracked objects, instead of Python's 700 (see tune_garbage_collector).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Set the cyclic garbage collector up for a long-running redirect server.
+
+    Everything made before serving (the imported framework, the app, its
+    clients) lives as long as the process: freezing it keeps full passes
+    from walking ~130,000 such objects, a ~130 ms pause each time that
+    showed in redirect tail latency.
+
+    The in-process link cache then churns: with many links visited, every
+    entry lives a second or two, long enough to survive the young
+    collections and be promoted, and short enough to die soon after.
+    Under Python's default thresholds that meant a young collection every
+    700 allocations and a full pass every second or so: 13% of a redirect's
+    CPU and 75 ms at p99 (uniform visits over 1,000,000 links with a query
+    to filter). The thresholds above keep cycles collected (a full pass
+    still comes after 20 x 100 young ones) at a fraction of that cost.
+    Redirects make no reference cycles; the rare ones of errors wait a
+    little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     redis_client=None,
     configure_logs: bool = True,
-    freeze_gc: bool = True,
+    tune_gc: bool = True,
 ) -> LinkgateApp:
     """The whole service as an ASGI app; nothing connects until its lifespan starts."""
     settings = settings or Settings.from_env()
@@ -147,14 +176,9 @@ def create_app(
         service.on_change.append(redirector.forget)
         app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
         app.redirect_gateway.redirector = redirector
-        # Everything made so far (the imported framework, the app, its
-        # clients) lives as long as the process. Freezing it keeps the
-        # collector's full passes from walking ~130,000 such objects, a
-        # ~130 ms pause each time that showed in redirect tail latency.
-        # (Tests that start many apps in one process pass freeze_gc=False.)
-        if freeze_gc:
-            gc.collect()
-            gc.freeze()
+        # (Tests that start many apps in one process pass tune_gc=False.)
+        if tune_gc:
+            tune_garbage_collector()
         tasks = [
             asyncio.create_task(_drain_invalidations_forever(service, 5.0)),
             asyncio.create_task(_every_second_flush_metrics()),

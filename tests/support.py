@@ -35,7 +35,7 @@ def make_settings(database_url: str, **overrides) -> Settings:
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings, redis_client) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running and an httpx client bound to it in-process."""
-    app = create_app(settings, redis_client=redis_client, configure_logs=False, freeze_gc=False)
+    app = create_app(settings, redis_client=redis_client, configure_logs=False, tune_gc=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
