@@ -289,7 +289,7 @@ def _name_rule(allow: tuple[str, ...], deny: tuple[str, ...]) -> _NameRule | Non
     return _NameRule(allow, deny)
 
 
-class _Target(NamedTuple):
+class SplitTarget(NamedTuple):
     """A target URL cut once into the parts the merge needs."""
 
     url: str
@@ -309,7 +309,7 @@ class _Target(NamedTuple):
     length: int
 
 
-def _split_target(target: str, add_segments: tuple[str, ...]) -> _Target:
+def _split_target(target: str, add_segments: tuple[str, ...]) -> SplitTarget:
     hash_at = target.find("#")
     if hash_at >= 0:
         rest, fragment = target[:hash_at], target[hash_at:]
@@ -318,10 +318,12 @@ def _split_target(target: str, add_segments: tuple[str, ...]) -> _Target:
     query_at = rest.find("?")
     if query_at >= 0:
         base, query = rest[:query_at], rest[query_at + 1 :]
+        segments = tuple([s for s in query.split("&") if s]) + add_segments
     else:
-        base, query = rest, ""
-    segments = tuple(s for s in query.split("&") if s) + add_segments
-    names = tuple(decode_name(s.partition("=")[0]) for s in segments)
+        base, segments = rest, add_segments
+    # (Comprehensions over lists, not generators: this runs once per link a
+    # visitor with a query string reaches, and a generator costs twice as much.)
+    names = tuple([decode_name(s.partition("=")[0]) for s in segments])
     freed: dict[str, int] = {}
     for segment, name in zip(segments, names, strict=True):
         freed[name] = freed.get(name, 0) + len(segment) + 1
@@ -329,7 +331,7 @@ def _split_target(target: str, add_segments: tuple[str, ...]) -> _Target:
     query_prefix = f"{base}?{joined}"
     plain = f"{query_prefix}{fragment}" if add_segments else target
     length = len(base) + len(fragment) + len(joined) + (1 if segments else 0)
-    return _Target(
+    return SplitTarget(
         target,
         base,
         fragment,
@@ -374,7 +376,8 @@ class CompiledFilter:
         self._max_location = limits.max_location_length
         self._target = _split_target(target, self._add_segments) if target is not None else None
 
-    def _split(self, target: str) -> _Target:
+    def split(self, target: str) -> SplitTarget:
+        """`target` cut once for `apply_split` (a filter shared by many links leaves the cut to each)."""
         cached = self._target
         if cached is not None and (cached.url is target or cached.url == target):
             return cached
@@ -385,8 +388,13 @@ class CompiledFilter:
         if self._drop or not raw_query:
             if not self._add_segments:
                 return target, 0
-            return self._split(target).plain, 0
-        parts = self._split(target)
+            return self.split(target).plain, 0
+        return self.apply_split(self.split(target), raw_query)
+
+    def apply_split(self, parts: SplitTarget, raw_query: str) -> tuple[str, int]:
+        """`apply` for a target that `split` cut already."""
+        if self._drop or not raw_query:
+            return (parts.plain if self._add_segments else parts.url), 0
         kept, forwarded, dropped = self._merge(parts, raw_query)
         if not forwarded:
             return parts.plain, dropped
@@ -398,9 +406,9 @@ class CompiledFilter:
         """Only the visitor's parameters that `apply` puts into the Location, as they appear there."""
         if self._drop or not raw_query:
             return ""
-        return "&".join(self._merge(self._split(target), raw_query)[1])
+        return "&".join(self._merge(self.split(target), raw_query)[1])
 
-    def _merge(self, parts: _Target, raw_query: str) -> tuple[list[str] | None, list[str], int]:
+    def _merge(self, parts: SplitTarget, raw_query: str) -> tuple[list[str] | None, list[str], int]:
         """(target-side segments kept, or None for all of them; visitor segments forwarded;
         parameters dropped by a limit)."""
         rule = self._rule

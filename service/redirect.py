@@ -32,7 +32,7 @@ from .batching import Coalescer
 from .codes import CODE_PATTERN, is_reserved
 from .config import Settings
 from .errors import StorageUnavailable
-from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, compile_filter
+from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, SplitTarget, compile_filter
 from .store import sql
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache
 
@@ -51,35 +51,45 @@ _NOT_FOUND_HTML = (
 class Destination:
     """A link as the redirect needs it.
 
-    The query filter is compiled on first use: a visit without a query string
-    to a link that adds no parameters goes straight to the stored URL, and
-    most cached links are never visited with a query at all.
+    Links without a query policy of their own share one compiled filter
+    (the operator's default); a link with its own policy compiles it on
+    first use. The target is cut for the filter on the first visit with a
+    query string: most cached links are never visited with one, and a
+    visit without one to a link that adds no parameters goes straight to
+    the stored URL.
     """
 
-    __slots__ = ("status", "url", "plain_location", "cache_control", "_policy", "_limits", "_filter")
+    __slots__ = ("status", "url", "plain_location", "cache_control", "_policy", "_limits", "_filter", "_parts")
 
-    def __init__(self, *, status: int, url: str, policy: QueryPolicy, limits: FilterLimits,
-                 cache_control: bytes) -> None:
+    def __init__(self, *, status: int, url: str, cache_control: bytes, limits: FilterLimits,
+                 policy: QueryPolicy | None = None, shared_filter: CompiledFilter | None = None) -> None:
+        """`policy`: the link's own; without one, `shared_filter` (the operator default's) serves it."""
         self.status = status
         self.url = url
         self.cache_control = cache_control
-        # The Location of a visit without a query string, when the policy adds nothing.
-        self.plain_location: bytes | None = None if policy.add else url.encode("latin-1")
         self._policy = policy
         self._limits = limits
-        self._filter: CompiledFilter | None = None
+        self._filter = None if policy is not None else shared_filter
+        self._parts: SplitTarget | None = None
+        policy = policy if policy is not None else self.filter.policy
+        # The Location of a visit without a query string, when the policy adds nothing.
+        self.plain_location: bytes | None = None if policy.add else url.encode("latin-1")
 
     @property
     def filter(self) -> CompiledFilter:
         if self._filter is None:
-            self._filter = compile_filter(self._policy, self._limits, target=self.url)
+            self._filter = compile_filter(self._policy, self._limits)
         return self._filter
 
     def location(self, raw_query: bytes) -> tuple[bytes, int]:
         """The Location header for a visitor's query string, and how many parameters a limit dropped."""
         if not raw_query and self.plain_location is not None:
             return self.plain_location, 0
-        location, dropped = self.filter.apply(self.url, raw_query.decode("latin-1"))
+        filter_ = self.filter
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = filter_.split(self.url)
+        location, dropped = filter_.apply_split(parts, raw_query.decode("latin-1"))
         return location.encode("latin-1"), dropped
 
 
@@ -126,8 +136,8 @@ class Redirector:
         self._cache = cache
         self._db = db
         self._limits = limits
-        # One policy object for every link that has none of its own.
-        self._default_policy = QueryPolicy(mode=limits.default_mode)  # type: ignore[arg-type]
+        # One compiled filter for every link that has no policy of its own.
+        self._default_filter = compile_filter(None, limits)
         self._clock = clock
         self._local: dict[str, tuple[float, Destination | None]] = {}
         self._local_size = settings.local_cache_size
@@ -154,13 +164,15 @@ class Redirector:
         self._local.clear()
 
     def destination(self, link: CachedLink) -> Destination:
-        policy = QueryPolicy.model_validate(link.query_policy) if link.query_policy else self._default_policy
+        cache_control = self._permanent_cc if link.redirect_status in PERMANENT else _NO_STORE
+        if link.query_policy:
+            return Destination(
+                status=link.redirect_status, url=link.url, cache_control=cache_control, limits=self._limits,
+                policy=QueryPolicy.model_validate(link.query_policy),
+            )
         return Destination(
-            status=link.redirect_status,
-            url=link.url,
-            policy=policy,
-            limits=self._limits,
-            cache_control=self._permanent_cc if link.redirect_status in PERMANENT else _NO_STORE,
+            status=link.redirect_status, url=link.url, cache_control=cache_control, limits=self._limits,
+            shared_filter=self._default_filter,
         )
 
     async def find(self, code: str) -> Destination | None:

@@ -376,8 +376,11 @@ def test_a_filter_compiled_for_one_target_still_serves_any_other(policy_: QueryP
     with_target = compile_filter(policy_, DEFAULTS, target=compiled_for)
     without = compile_filter(policy_, DEFAULTS)
     for target in (compiled_for, other, T):
+        parts = without.split(target)
         for query in ("", "x=2&z=3", "y=1"):
             assert with_target.apply(target, query) == without.apply(target, query)
+            # A filter shared by many links, each cutting its own target once, answers the same.
+            assert without.apply_split(parts, query) == without.apply(target, query)
 
 
 def test_the_forwarded_query_is_what_the_location_gained_from_the_visitor() -> None:
