@@ -37,20 +37,24 @@ class Coalescer(Generic[K, V]):
         self._fetch = fetch
         self._max_in_flight = max_in_flight
         self._max_batch = max_batch
-        self._futures: dict[K, asyncio.Future] = {}
+        # Each caller waits on a future of its own: a caller that gives up
+        # (cancelled) cancels only its own, never the answer for the others,
+        # and costs less than shielding one shared future per caller.
+        self._waiters: dict[K, list[asyncio.Future]] = {}
         self._queued: list[K] = []
         self._in_flight = 0
         self._flush_scheduled = False
 
     async def get(self, key: K) -> V:
-        future = self._futures.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._futures[key] = future
+        future = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            self._waiters[key] = [future]
             self._queued.append(key)
             self._schedule_flush()
-        # shield: one caller giving up must not cancel the answer for the others.
-        return await asyncio.shield(future)
+        else:
+            waiters.append(future)
+        return await future
 
     def _schedule_flush(self) -> None:
         if self._queued and not self._flush_scheduled and self._in_flight < self._max_in_flight:
@@ -68,22 +72,23 @@ class Coalescer(Generic[K, V]):
         self._schedule_flush()
 
     async def _run(self, keys: list[K]) -> None:
-        # The futures stay findable until the fetch is done, so a key asked
+        # The waiters stay findable until the fetch is done, so a key asked
         # for again meanwhile waits for this fetch instead of starting another.
-        futures = [self._futures[key] for key in keys]
         try:
             values = await self._fetch(keys)
+            if len(values) != len(keys):
+                raise RuntimeError(f"a fetch of {len(keys)} keys gave {len(values)} values")
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: a caller may have given up already
-        else:
-            for future, value in zip(futures, values, strict=True):
-                if not future.done():
-                    future.set_result(value)
-        finally:
             for key in keys:
-                del self._futures[key]
+                for future in self._waiters.pop(key):
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: its caller may be going away
+        else:
+            for key, value in zip(keys, values, strict=True):
+                for future in self._waiters.pop(key):
+                    if not future.done():
+                        future.set_result(value)
+        finally:
             self._in_flight -= 1
             self._schedule_flush()

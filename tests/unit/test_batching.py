@@ -79,3 +79,14 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_answer_for_the_others(
     assert await patient == "A"
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_a_fetch_that_answers_the_wrong_number_of_values_fails_its_callers_instead_of_hanging():
+    async def short(keys):
+        return keys[:-1]
+
+    coalescer = Coalescer(short)
+    results = await asyncio.wait_for(
+        asyncio.gather(coalescer.get("a"), coalescer.get("b"), return_exceptions=True), timeout=2
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
