@@ -65,7 +65,16 @@ class CodeCodec:
         # hashids answers "" for a negative number; a link must never get an empty code.
         if row_id < 0:
             raise ValueError(f"row ids are not negative, got {row_id}")
-        return self._hashids.encode(row_id)
+        code = self._hashids.encode(row_id)
+        # With short codes an id can come out as one of the service's own
+        # paths ("qr", "api", "docs"...), which would never redirect. Such an
+        # id gets the code of (id, n) instead: no other id's code (one number)
+        # and no alias (aliases may not decode at all) can ever equal it.
+        extra = 0
+        while is_reserved(code):
+            extra += 1
+            code = self._hashids.encode(row_id, extra)
+        return code
 
     def decode(self, code: str) -> int | None:
         """The row id a generated code stands for, or None if it is not one.

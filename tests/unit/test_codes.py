@@ -333,3 +333,21 @@ def test_remembered_alphabet_shuffles_give_the_codes_plain_hashids_gives(monkeyp
     plain = Hashids(salt="compare", min_length=6, alphabet=HASHIDS_DEFAULT_ALPHABET)
     assert remembered == [plain.encode(i) for i in ids]
     assert [codec.decode(code) for code in remembered] == ids
+
+
+def test_an_id_whose_code_would_be_a_reserved_word_gets_another_code_no_one_else_can_get():
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    plain = Hashids(salt="14", min_length=1, alphabet=alphabet)
+    codec = CodeCodec(salt="14", min_length=1, alphabet=alphabet)
+    clashing = [n for n in range(3000) if is_reserved(plain.encode(n))]
+    assert clashing, "the salt was chosen so that some id's plain code is a reserved word"
+    codes = {n: codec.encode(n) for n in range(3000)}
+    for n in clashing:
+        code = codes[n]
+        assert not is_reserved(code) and CODE_PATTERN.fullmatch(code)
+        assert codec.decode(code) is None  # not a one-number code: no other id has it ...
+        with pytest.raises(InvalidInput):
+            codec.check_alias(code)  # ... and no alias may take it
+    assert len(set(codes.values())) == len(codes)
+    # Every other id keeps the code hashids gives it.
+    assert all(codes[n] == plain.encode(n) for n in codes if n not in clashing)
