@@ -65,6 +65,11 @@ class LinkgateApp(FastAPI):
         super().__init__(**kwargs)
         self.redirect_gateway = RedirectGateway(access_log_enabled=access_log_enabled)
 
+    def openapi(self) -> dict:
+        if self.openapi_schema is None:
+            problems.document_media_type(super().openapi())
+        return self.openapi_schema
+
     async def __call__(self, scope, receive, send) -> None:
         code = self.redirect_gateway.code_of(scope)
         if code is not None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from .. import metrics
 from ..store.migrate import schema_state
+from . import problems
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +21,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "A check failed; the body names it."}})
+@router.get(
+    "/readyz",
+    responses={
+        503: {"description": "A check failed; the body names it."},
+        **problems.responses(_422="A parameter is invalid."),
+    },
+)
 async def readyz(
     request: Request,
     tolerate: Annotated[

@@ -9,17 +9,22 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from ..errors import InvalidInput
 from ..links import LinkService
 from ..store.models import Link
+from . import problems
 from .models import LinkCreate, LinkOut, LinkPage, LinkUpdate
 
 router = APIRouter(prefix="/api/v1/links", tags=["links"])
 
-PROBLEM_RESPONSES = {
-    400: {"description": "The body cannot be read at all, e.g. it is not UTF-8 (problem JSON)."},
-    404: {"description": "No such link (problem JSON)."},
-    409: {"description": "Alias taken (problem JSON)."},
-    422: {"description": "Invalid input (problem JSON naming the field)."},
-    503: {"description": "SQL unreachable; retry after Retry-After seconds (problem JSON)."},
-}
+# What can go wrong, per route; every error body is a Problem (RFC 9457).
+_ALWAYS = problems.responses(
+    _422="Invalid input; `errors` names each field.",
+    _503="SQL unreachable; nothing was changed. Retry after Retry-After seconds.",
+)
+_BODY = problems.responses(
+    _400="The body cannot be read at all, e.g. it is not UTF-8.",
+    _413="The body is larger than 64 KiB.",
+)
+_NO_LINK = problems.responses(_404="No such link.")
+_TAKEN = problems.responses(_409="Alias taken.")
 
 
 async def get_links(request: Request) -> LinkService:
@@ -42,7 +47,9 @@ def to_out(link: Link, service: LinkService) -> LinkOut:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=LinkOut, responses=PROBLEM_RESPONSES)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=LinkOut, responses={**_BODY, **_TAKEN, **_ALWAYS}
+)
 async def create_link(body: LinkCreate, response: Response, links: LinksDep) -> LinkOut:
     """Create a short link."""
     link = await links.create(
@@ -52,7 +59,7 @@ async def create_link(body: LinkCreate, response: Response, links: LinksDep) -> 
     return to_out(link, links)
 
 
-@router.get("", response_model=LinkPage, responses=PROBLEM_RESPONSES)
+@router.get("", response_model=LinkPage, responses=_ALWAYS)
 async def list_links(
     links: LinksDep,
     limit: Annotated[int | None, Query(ge=1, description="Page size (capped by the operator).")] = None,
@@ -63,13 +70,13 @@ async def list_links(
     return LinkPage(data=[to_out(link, links) for link in page], next_cursor=next_cursor)
 
 
-@router.get("/{code}", response_model=LinkOut, responses=PROBLEM_RESPONSES)
+@router.get("/{code}", response_model=LinkOut, responses={**_NO_LINK, **_ALWAYS})
 async def get_link(code: str, links: LinksDep) -> LinkOut:
     """Show one link."""
     return to_out(await links.get(code), links)
 
 
-@router.patch("/{code}", response_model=LinkOut, responses=PROBLEM_RESPONSES)
+@router.patch("/{code}", response_model=LinkOut, responses={**_BODY, **_NO_LINK, **_ALWAYS})
 async def update_link(code: str, body: LinkUpdate, links: LinksDep) -> LinkOut:
     """Change a link's URL, redirect status or query policy."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
@@ -80,7 +87,7 @@ async def update_link(code: str, body: LinkUpdate, links: LinksDep) -> LinkOut:
     return to_out(link, links)
 
 
-@router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT, responses=PROBLEM_RESPONSES)
+@router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT, responses={**_NO_LINK, **_ALWAYS})
 async def delete_link(code: str, links: LinksDep) -> Response:
     """Delete a link; its code answers 404 from then on and is never reused."""
     await links.delete(code)

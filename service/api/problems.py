@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -16,6 +17,46 @@ log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_PREFIX = "urn:linkgate:problem:"
 MEDIA_TYPE = "application/problem+json"
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The invalid field, as a dotted path into the body or the parameter's name.")
+    reason: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: the body of every error the API answers."""
+
+    type: str = Field(
+        description="Stable per kind of error: urn:linkgate:problem:<kind>.",
+        examples=[PROBLEM_TYPE_PREFIX + "invalid-input"],
+    )
+    title: str = Field(description="Short summary of the kind of error.")
+    status: int = Field(description="The HTTP status, repeated.")
+    detail: str = Field(description="What went wrong with this request.")
+    instance: str | None = Field(None, description="The path that was asked for.")
+    errors: list[FieldProblem] | None = Field(None, description="invalid-input only: each field and why.")
+
+
+def responses(**described: str) -> dict[int | str, dict]:
+    """OpenAPI `responses` for error statuses, each a Problem: ``responses(_404="No such link.")``."""
+    return {int(status.lstrip("_")): {"model": Problem, "description": text} for status, text in described.items()}
+
+
+def document_media_type(openapi: dict) -> dict:
+    """Document Problem bodies under application/problem+json, the type they are sent with.
+
+    FastAPI files every response model under its route's own media type
+    (application/json); an error's body is a Problem and says so.
+    """
+    ref = "#/components/schemas/Problem"
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            for answer in operation.get("responses", {}).values():
+                content = answer.get("content", {})
+                if content.get("application/json", {}).get("schema", {}).get("$ref") == ref:
+                    content[MEDIA_TYPE] = content.pop("application/json")
+    return openapi
 
 
 def problem(

@@ -235,6 +235,29 @@ async def test_openapi_document_lists_the_link_routes(client):
     assert (await client.get("/docs")).status_code == 200
 
 
+async def test_openapi_documents_every_error_as_problem_json_that_the_api_really_sends(client):
+    spec = (await client.get("/openapi.json")).json()
+    problem = {"$ref": "#/components/schemas/Problem"}
+    documented = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400 and "content" in answer:
+                    assert answer["content"] == {"application/problem+json": {"schema": problem}}, (method, path)
+                    documented[(method, path, int(status))] = True
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert ("post", "/api/v1/links", 409) in documented
+    assert ("get", "/api/v1/links/{code}", 404) in documented
+    # What the API sends on an error has the documented fields.
+    required = set(spec["components"]["schemas"]["Problem"]["required"])
+    for response in (
+        await client.get("/api/v1/links/nope"),
+        await client.post("/api/v1/links", json={"url": "ftp://x"}),
+    ):
+        assert response.headers["content-type"] == "application/problem+json"
+        assert required <= set(response.json())
+
+
 async def test_bulk_create_stores_links_that_redirect_and_clears_cached_misses_of_their_codes(client):
     state = client.app.state
     future_code = state.links.codec.encode(8)
