@@ -74,6 +74,10 @@ class LinkgateApp(FastAPI):
         code = self.redirect_gateway.code_of(scope)
         if code is not None:
             return await self.redirect_gateway.serve(code, scope, send)
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # HEAD is GET without the body (RFC 9110 9.3.2), on every route
+            # that answers GET: probes and link checkers use it.
+            return await super().__call__({**scope, "method": "GET"}, receive, _without_body(send))
         if scope["type"] == "http" and _declared_length(scope) > MAX_BODY_BYTES:
             # Refused before a byte of it is read, as problem JSON.
             response = problems.problem(
@@ -82,6 +86,17 @@ class LinkgateApp(FastAPI):
             )
             return await response(scope, receive, send)
         await super().__call__(scope, receive, send)
+
+
+def _without_body(send):
+    """`send` for a HEAD request served as GET: the same status and headers, no body."""
+
+    async def send_head(message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
 
 
 def _declared_length(scope) -> int:

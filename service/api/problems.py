@@ -101,10 +101,13 @@ def _allowed_methods(request: Request) -> str:
     needs all of them in `Allow` (RFC 9110).
     """
     routes = request.app.router.routes
-    return ", ".join(
+    allowed = [
         method for method in _METHODS
         if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
-    )
+    ]
+    if "GET" in allowed and "HEAD" not in allowed:
+        allowed.insert(allowed.index("GET") + 1, "HEAD")  # served as GET without the body (service.app)
+    return ", ".join(allowed)
 
 
 def install(app: FastAPI) -> None:

@@ -101,10 +101,10 @@ async def test_a_body_that_is_not_utf8_answers_a_documented_400_problem(client, 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        pytest.param("PUT", "/api/v1/links", {"GET", "POST"}, id="collection"),
-        pytest.param("OPTIONS", "/api/v1/links", {"GET", "POST"}, id="collection-options"),
-        pytest.param("POST", "/api/v1/links/some-code", {"GET", "PATCH", "DELETE"}, id="one-link"),
-        pytest.param("DELETE", "/healthz", {"GET"}, id="probe"),
+        pytest.param("PUT", "/api/v1/links", {"GET", "HEAD", "POST"}, id="collection"),
+        pytest.param("OPTIONS", "/api/v1/links", {"GET", "HEAD", "POST"}, id="collection-options"),
+        pytest.param("POST", "/api/v1/links/some-code", {"GET", "HEAD", "PATCH", "DELETE"}, id="one-link"),
+        pytest.param("DELETE", "/healthz", {"GET", "HEAD"}, id="probe"),
     ],
 )
 async def test_an_unsupported_method_answers_405_allowing_every_method_of_the_path(
@@ -114,6 +114,19 @@ async def test_an_unsupported_method_answers_405_allowing_every_method_of_the_pa
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/api/v1/links",
+                                  "/api/v1/links/{code}", "/api/v1/links/unknown-code"])
+async def test_head_answers_what_get_answers_without_the_body(client, path):
+    code = (await create(client)).json()["code"]
+    path = path.replace("{code}", code)
+    get, head = await client.get(path), await client.head(path)
+    assert head.status_code == get.status_code
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    if "content-length" in get.headers and path != "/metrics":  # metrics move between the two
+        assert head.headers["content-length"] == get.headers["content-length"]
 
 
 async def test_alias_that_decodes_as_a_generated_code_is_refused(client):
