@@ -15,7 +15,7 @@ from .api import health, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
 from .links import LinkService
-from .observability import RequestContext, configure_logging
+from .observability import HEAD_AS_GET, RequestContext, configure_logging
 from .query_filter import FilterLimits
 from .redirect import RedirectGateway, Redirector
 from .store import sql
@@ -77,7 +77,9 @@ class LinkgateApp(FastAPI):
         if scope["type"] == "http" and scope["method"] == "HEAD":
             # HEAD is GET without the body (RFC 9110 9.3.2), on every route
             # that answers GET: probes and link checkers use it.
-            return await super().__call__({**scope, "method": "GET"}, receive, _without_body(send))
+            # (Counted and logged as HEAD: see HEAD_AS_GET.)
+            as_get = {**scope, "method": "GET", HEAD_AS_GET: True}
+            return await super().__call__(as_get, receive, _without_body(send))
         if scope["type"] == "http" and _declared_length(scope) > MAX_BODY_BYTES:
             # Refused before a byte of it is read, as problem JSON.
             response = problems.problem(

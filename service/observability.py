@@ -56,6 +56,11 @@ def configure_logging(level: str = "INFO") -> None:
     uvicorn_access.propagate = False
 
 
+# Scope key the app sets on a HEAD request it serves as GET, so that it is
+# still counted and logged as the HEAD it was.
+HEAD_AS_GET = "linkgate.head_as_get"
+
+
 class RequestContext:
     """X-Request-ID in and out, latency and count by route template, access log."""
 
@@ -81,7 +86,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method, status = scope["method"], status_holder[0]
+            method, status = ("HEAD" if scope.get(HEAD_AS_GET) else scope["method"]), status_holder[0]
             metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             metrics.LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
             if self._access_log:

@@ -63,6 +63,15 @@ async def test_metrics_count_requests_by_route_template_and_redirects_by_status(
     assert sample("linkgate_redirects_total", status="302") == redirects_before + 2
 
 
+async def test_a_head_request_is_counted_as_head(client):
+    before = sample("linkgate_http_requests_total", method="HEAD", route="/healthz", status="200")
+    get_before = sample("linkgate_http_requests_total", method="GET", route="/healthz", status="200")
+    assert (await client.head("/healthz")).status_code == 200
+    await client.get("/metrics")
+    assert sample("linkgate_http_requests_total", method="HEAD", route="/healthz", status="200") == before + 1
+    assert sample("linkgate_http_requests_total", method="GET", route="/healthz", status="200") == get_before
+
+
 async def test_every_response_carries_a_request_id(client):
     response = await client.get("/api/v1/links", headers={"x-request-id": "trace-42"})
     assert response.headers["x-request-id"] == "trace-42"
