@@ -400,12 +400,13 @@ def filter_costs() -> list[tuple[str, float]]:
     marketing = compile_filter(
         QueryPolicy(allow=["utm_*"], add={"src": "short"}), limits, target=target
     )
+    shared = compile_filter(None, limits)  # as the redirect path holds it: no target of its own
     cases = [
         (f"apply(), default policy + deny list, `?{seed.VISITOR_QUERY}`", default.apply, (target, seed.VISITOR_QUERY)),
         ("apply(), default policy, no query", default.apply, (target, "")),
         (f"apply(), policy allow utm_* + add src, `?{seed.VISITOR_QUERY}`", marketing.apply, (target, seed.VISITOR_QUERY)),
-        ("compile_filter(None, limits, target) (once per link per local-cache refill)",
-         compile_filter, (None, limits, target)),
+        ("split(target), cutting a link's target for the shared default filter (once per link per "
+         "local-cache refill, on its first visit with a query)", shared.split, (target,)),
     ]
     out = []
     for name, func, args in cases:
