@@ -15,7 +15,7 @@
 # httptools), so neither stage needs a compiler, and the slim base has none.
 # Both stages use the same base so the venv's interpreter path stays valid.
 
-FROM python:3.12-slim-bookworm AS build
+FROM python:3.11-slim-bookworm AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -26,11 +26,14 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only
-# when the dependency list changes, not on every code change.
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+# Dependencies first, exactly as requirements.lock pins them (the versions
+# the tests ran with; `make lock` writes it): this layer is rebuilt only when
+# the lock changes, not on every code change, and two builds of one commit
+# get the same packages. --no-deps: the lock is the whole closure, and pip
+# check fails the build if it ever is not.
+COPY pyproject.toml requirements.lock ./
+RUN pip install --no-cache-dir --no-deps -r requirements.lock \
+    && pip check
 
 # Then the package itself, without touching the dependencies again.
 # README.m[d] is a glob so the build still works before README.md exists;
@@ -41,7 +44,7 @@ RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q /opt/venv/lib
 
 
-FROM python:3.12-slim-bookworm AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="linkgate" \
       org.opencontainers.image.description="URL shortener microservice with a gateway-style query filter" \

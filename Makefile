@@ -5,13 +5,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench migrate readme clean
+.PHONY: install run test test-fast bench migrate readme lock clean
 
-$(STAMP): pyproject.toml
+# The runtime dependencies install at the versions requirements.lock pins
+# (the ones the image ships); the test tools at their newest that fit.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "linkgate needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +32,16 @@ test-fast: install
 
 readme: install
 	$(BIN)/python docs/sync_readme.py
+
+# Pin the runtime dependencies (pyproject.toml's, and theirs) at the versions
+# installed in .venv, i.e. the ones the tests just ran with. After changing a
+# dependency: edit pyproject.toml, `pip install -U` it into .venv, `make test`,
+# then `make lock`.
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/tested-versions.txt
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--annotation-style=line -c $(VENV)/tested-versions.txt -o requirements.lock pyproject.toml
 
 bench: install
 	$(BIN)/python -m bench

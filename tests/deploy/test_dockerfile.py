@@ -57,7 +57,7 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     build = dockerfile_stages()[0]
     order = [(instruction, args) for instruction, args in build if instruction in ("COPY", "RUN")]
     first_copy = next(i for i, (instruction, _) in enumerate(order) if instruction == "COPY")
-    assert order[first_copy][1].split() == ["pyproject.toml", "./"]
+    assert order[first_copy][1].split() == ["pyproject.toml", "requirements.lock", "./"]
     code_copy = next(i for i, (instruction, args) in enumerate(order) if instruction == "COPY" and "service" in args)
     installs_deps = [
         i for i, (instruction, args) in enumerate(order) if instruction == "RUN" and "pip install" in args and "-r" in args.split()
@@ -133,7 +133,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
     assert dockerignored(path)
 
 
-@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "service/__init__.py", "service/config.py",
+@pytest.mark.parametrize("path", ["pyproject.toml", "requirements.lock", "README.md", "service/__init__.py", "service/config.py",
                                   "service/store/migrations/alembic.ini"])
 def test_dockerignore_lets_in(path: str) -> None:
     assert not dockerignored(path)
