@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, event, func, insert, literal, select, update
+from sqlalchemy import any_, bindparam, delete, event, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -88,6 +89,13 @@ class Database:
     def __post_init__(self) -> None:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # The redirect path reads with single SELECTs: in autocommit they go
+        # out alone, without the BEGIN and ROLLBACK round trips a transaction
+        # adds around each (same pool; asyncpg only flips a flag per checkout).
+        self._single_reads = (
+            self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.read_engine.dialect.name == "postgresql" else self.read_engine
+        )
 
     @classmethod
     def open(cls, url: str, read_url: str | None = None, *, pool_size: int = 10) -> Database:
@@ -115,9 +123,10 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A plain connection to the redirect read path's engine (the replica when configured)."""
+        """A connection to the redirect read path's engine (the replica when configured), for
+        single-statement reads: on PostgreSQL in autocommit, so no transaction wraps them."""
         try:
-            async with self.read_engine.connect() as connection:
+            async with self._single_reads.connect() as connection:
                 yield connection
         except Exception as exc:
             if is_unavailable(exc):
@@ -222,8 +231,15 @@ async def find_live_link(*, session: AsyncSession, code: str) -> Link | None:
 
 
 # Built once: constructing the statement per batch showed in profiles.
-_LIVE_TARGETS = select(Link.code, Link.url, Link.redirect_status, Link.query_policy).where(
+_TARGET_COLUMNS = (Link.code, Link.url, Link.redirect_status, Link.query_policy)
+_LIVE_TARGETS = select(*_TARGET_COLUMNS).where(
     Link.code.in_(bindparam("codes", expanding=True)), Link.deleted_at.is_(None)
+)
+# PostgreSQL: the codes as one array parameter. An expanding IN renders one
+# statement text per batch size, and each is prepared anew; this is one
+# statement, prepared once per connection, whatever the batch.
+_LIVE_TARGETS_PG = select(*_TARGET_COLUMNS).where(
+    Link.code == any_(bindparam("codes", type_=postgresql.ARRAY(Link.code.type))), Link.deleted_at.is_(None)
 )
 
 
@@ -235,7 +251,8 @@ async def find_live_targets(
     Core, not the ORM: this is the redirect path's SQL, one query for a batch
     of codes, and ORM identity bookkeeping would only cost time here.
     """
-    rows = (await connection.execute(_LIVE_TARGETS, {"codes": codes})).all()
+    statement = _LIVE_TARGETS_PG if connection.dialect.name == "postgresql" else _LIVE_TARGETS
+    rows = (await connection.execute(statement, {"codes": codes})).all()
     return {code: (url, status, policy) for code, url, status, policy in rows}
 
 
