@@ -61,19 +61,18 @@ class Destination:
 
     __slots__ = ("status", "url", "plain_location", "cache_control", "_policy", "_limits", "_filter", "_parts")
 
-    def __init__(self, *, status: int, url: str, cache_control: bytes, limits: FilterLimits,
-                 policy: QueryPolicy | None = None, shared_filter: CompiledFilter | None = None) -> None:
-        """`policy`: the link's own; without one, `shared_filter` (the operator default's) serves it."""
+    def __init__(self, *, status: int, url: str, cache_control: bytes, policy: QueryPolicy,
+                 limits: FilterLimits, compiled: CompiledFilter | None = None) -> None:
+        """`compiled`: the policy's filter when it is already built (the shared default's)."""
         self.status = status
         self.url = url
         self.cache_control = cache_control
-        self._policy = policy
-        self._limits = limits
-        self._filter = None if policy is not None else shared_filter
-        self._parts: SplitTarget | None = None
-        policy = policy if policy is not None else self.filter.policy
         # The Location of a visit without a query string, when the policy adds nothing.
         self.plain_location: bytes | None = None if policy.add else url.encode("latin-1")
+        self._policy = policy
+        self._limits = limits
+        self._filter = compiled
+        self._parts: SplitTarget | None = None
 
     @property
     def filter(self) -> CompiledFilter:
@@ -164,15 +163,17 @@ class Redirector:
         self._local.clear()
 
     def destination(self, link: CachedLink) -> Destination:
-        cache_control = self._permanent_cc if link.redirect_status in PERMANENT else _NO_STORE
         if link.query_policy:
-            return Destination(
-                status=link.redirect_status, url=link.url, cache_control=cache_control, limits=self._limits,
-                policy=QueryPolicy.model_validate(link.query_policy),
-            )
+            policy, compiled = QueryPolicy.model_validate(link.query_policy), None
+        else:
+            policy, compiled = self._default_filter.policy, self._default_filter
         return Destination(
-            status=link.redirect_status, url=link.url, cache_control=cache_control, limits=self._limits,
-            shared_filter=self._default_filter,
+            status=link.redirect_status,
+            url=link.url,
+            cache_control=self._permanent_cc if link.redirect_status in PERMANENT else _NO_STORE,
+            policy=policy,
+            limits=self._limits,
+            compiled=compiled,
         )
 
     async def find(self, code: str) -> Destination | None:
