@@ -1,4 +1,8 @@
-"""Command line: `python -m service serve|migrate`."""
+"""Command line: `python -m service serve|migrate|create-key|list-keys|revoke-key|...`.
+
+Whatever a script reads comes on stdout (create-key: the key alone); every
+message for a person goes to stderr.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,  # linkgate logs requests itself (LINKGATE_ACCESS_LOG)
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # linkgate reads X-Forwarded-For itself, from LINKGATE_TRUSTED_PROXIES
+        # only (service.access.addresses): the client address limits apply to.
+        proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=args.graceful_timeout,
         log_level=settings.log_level.lower(),
@@ -81,6 +86,100 @@ def cmd_warm_cache(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     count = asyncio.run(warm())
     print(f"linkgate: cached {count} links in Redis in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _with_keys(action):
+    """Run `action(keys)` against the configured database, with no Redis and no server."""
+    import asyncio
+
+    from .access.keys import KeyService
+    from .access.policy import Permissions
+    from .errors import LinkgateError
+    from .store import sql
+
+    settings = _settings()
+
+    async def run():
+        db = sql.Database.open(settings.database_url, pool_size=1)
+        try:
+            keys = KeyService(db=db, permissions=Permissions.from_settings(settings),
+                              pepper=settings.api_key_pepper)
+            return await action(keys)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(run())
+    except LinkgateError as exc:
+        sys.exit(f"linkgate: {_explain(exc)}")
+    except ValueError as exc:
+        sys.exit(f"linkgate: {exc}")
+
+
+def _explain(exc) -> str:
+    from .errors import InvalidInput, KeyNameTaken, KeyNotFound, StorageUnavailable
+
+    if isinstance(exc, InvalidInput):
+        return f"--{exc.field.replace('_', '-')} {exc.reason}"
+    if isinstance(exc, KeyNameTaken):
+        return f"a key named '{exc.name}' exists or existed; choose another name"
+    if isinstance(exc, KeyNotFound):
+        return f"no key is named '{exc.key_id}'"
+    if isinstance(exc, StorageUnavailable):
+        return "the database cannot be reached (did `python -m service migrate` run?)"
+    return str(exc)
+
+
+def cmd_create_key(args: argparse.Namespace) -> int:
+    from .access.keys import parse_duration
+
+    try:
+        lifetime = parse_duration(args.expires_in) if args.expires_in else None
+    except ValueError as exc:
+        sys.exit(f"linkgate: --expires-in: {exc}")
+
+    async def create(keys):
+        expires_at = keys.clock() + lifetime if lifetime else None
+        return await keys.create(name=args.name, role=args.role, expires_at=expires_at)
+
+    key, token = _with_keys(create)
+    expiry = f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else ""
+    print(f"linkgate: made key '{key.name}' (id {key.key_id}, role {key.role}{expiry}); "
+          "it is shown once, below", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_list_keys(_args: argparse.Namespace) -> int:
+    from .access.keys import key_status
+
+    async def listing(keys):
+        return await keys.list(), keys.clock()
+
+    rows, now = _with_keys(listing)
+
+    def when(value) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+    table = [("ID", "NAME", "ROLE", "STATUS", "CREATED", "EXPIRES", "LAST USED")]
+    table += [(k.key_id, k.name, k.role, key_status(k, now), when(k.created_at), when(k.expires_at),
+               when(k.last_used_at)) for k in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("linkgate: no keys yet; make one with `python -m service create-key`", file=sys.stderr)
+    return 0
+
+
+def cmd_revoke_key(args: argparse.Namespace) -> int:
+    async def revoke(keys):
+        key = await keys.get_by_name(args.name)
+        return await keys.revoke(key.key_id)
+
+    key = _with_keys(revoke)
+    print(f"linkgate: revoked key '{key.name}' (id {key.key_id})", file=sys.stderr)
     return 0
 
 
@@ -117,6 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     warm = commands.add_parser("warm-cache", help="write the newest links to Redis (after a flush or an import)")
     warm.add_argument("--limit", type=int, default=100_000, help="how many links, newest first (default 100000)")
     warm.set_defaults(run=cmd_warm_cache)
+    create_key = commands.add_parser("create-key", help="make an API key; prints the key alone on stdout")
+    create_key.add_argument("--name", required=True, help="a unique name for the key")
+    create_key.add_argument("--role", required=True, help="admin, editor, reader, or a role of your policy")
+    create_key.add_argument("--expires-in", help="lifetime, like 90d, 12h or 2w (default: never expires)")
+    create_key.set_defaults(run=cmd_create_key)
+    list_keys = commands.add_parser("list-keys", help="list API keys (never their secrets)")
+    list_keys.set_defaults(run=cmd_list_keys)
+    revoke_key = commands.add_parser("revoke-key", help="revoke an API key by name")
+    revoke_key.add_argument("name", help="the key's name")
+    revoke_key.set_defaults(run=cmd_revoke_key)
     table = commands.add_parser("settings", help="print every setting, its default and meaning (Markdown)")
     table.set_defaults(run=cmd_settings)
     args = parser.parse_args(argv)

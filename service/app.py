@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from . import __version__, metrics
-from .api import health, links as links_api, problems
+from .access.addresses import ClientAddresses
+from .access.gate import AccessGate
+from .access.keys import KeyService
+from .access.limiter import ApiLimiter, ScanGuard
+from .access.policy import Permissions
+from .access.rates import parse_rate
+from .api import health, keys as keys_api, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
 from .links import LinkService
@@ -61,9 +67,11 @@ class LinkgateApp(FastAPI):
     for none of it, so the gateway answers before FastAPI is called at all.
     """
 
-    def __init__(self, *, access_log_enabled: bool, **kwargs) -> None:
+    def __init__(self, *, access_log_enabled: bool, client_addresses: ClientAddresses, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.redirect_gateway = RedirectGateway(access_log_enabled=access_log_enabled)
+        self.redirect_gateway = RedirectGateway(
+            access_log_enabled=access_log_enabled, client_addresses=client_addresses
+        )
 
     def openapi(self) -> dict:
         if self.openapi_schema is None:
@@ -125,6 +133,15 @@ async def _drain_invalidations_forever(service: LinkService, every_seconds: floa
         except Exception as exc:  # SQL or Redis away: try again next round
             log.debug("pending invalidations not drained: %s", exc)
 
+
+async def _every_while_share_unknown_codes(guard: ScanGuard, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        await guard.flush()
+
+
+# How often each process shares its count of unknown codes per address.
+SCAN_FLUSH_SECONDS = 0.5
 
 # Collections of the young generations at most every GC_THRESHOLDS[0] net
 # allocations of tracked objects, instead of Python's 700 (see tune_garbage_collector).
@@ -196,7 +213,19 @@ def create_app(
             filter_limits=limits,
         )
         service.on_change.append(redirector.forget)
+        permissions = Permissions.from_settings(settings)
+        keys = KeyService(
+            db=db, permissions=permissions, pepper=settings.api_key_pepper,
+            cache_ttl_seconds=settings.api_key_cache_ttl_seconds,
+        )
+        scan_guard = ScanGuard(
+            redis_client_, prefix=settings.redis_key_prefix,
+            rate=parse_rate(settings.unknown_code_limit_per_address),
+        )
         app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
+        app.state.permissions, app.state.keys, app.state.scan_guard = permissions, keys, scan_guard
+        app.state.api_limiter = ApiLimiter(redis_client_, prefix=settings.redis_key_prefix)
+        app.redirect_gateway.scan_guard = scan_guard
         app.redirect_gateway.redirector = redirector
         # (Tests that start many apps in one process pass tune_gc=False.)
         if tune_gc:
@@ -204,6 +233,8 @@ def create_app(
         tasks = [
             asyncio.create_task(_drain_invalidations_forever(service, 5.0)),
             asyncio.create_task(_every_second_flush_metrics()),
+            asyncio.create_task(keys.flush_last_used_forever()),
+            asyncio.create_task(_every_while_share_unknown_codes(scan_guard, SCAN_FLUSH_SECONDS)),
         ]
         try:
             yield
@@ -215,14 +246,18 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             metrics.TALLY.flush()
+            with contextlib.suppress(Exception):  # SQL away: the last minute's last_used_at is lost
+                await keys.flush_last_used()
             await redirector.aclose()
             await service.aclose()
             if redis_client is None:
                 await redis_client_.aclose()
             await db.close()
 
+    client_addresses = ClientAddresses(settings.trusted_proxies)
     app = LinkgateApp(
         access_log_enabled=settings.access_log,
+        client_addresses=client_addresses,
         # Stops bodies sent without Content-Length (chunked) as they arrive;
         # bodies that declare a larger length are refused in __call__.
         max_body_size=MAX_BODY_BYTES,
@@ -232,8 +267,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.client_addresses = client_addresses
+    app.state.rate_per_key = parse_rate(settings.rate_limit_per_key)
+    app.state.rate_per_address = parse_rate(settings.rate_limit_per_address)
     problems.install(app)
     app.include_router(links_api.router)
+    app.include_router(keys_api.router)
     app.include_router(health.router)
+    # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
+    app.add_middleware(AccessGate)
     app.add_middleware(RequestContext, access_log_enabled=settings.access_log)
     return app

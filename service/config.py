@@ -10,6 +10,7 @@ The prefix matters on Kubernetes: a Service named ``redis`` injects
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Annotated, Literal
@@ -55,9 +56,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `python -m service serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m service serve` binds.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes of `serve`.")
-    forwarded_allow_ips: str = Field(
-        "127.0.0.1",
-        description="Proxies whose X-Forwarded-For/Proto are trusted (comma-separated, or * behind an ingress).",
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description=(
+            "CIDRs of proxies (an ingress) whose X-Forwarded-For is believed: the client address is then "
+            "the rightmost entry not in them. Empty: the peer address, always."
+        ),
     )
     public_base_url: str = Field(
         "http://127.0.0.1:8000",
@@ -132,6 +136,46 @@ class Settings(BaseSettings):
         5, ge=1, description="Retry-After sent with 503 when SQL is unreachable."
     )
 
+    # --- access control ---------------------------------------------------
+    api_key_pepper: str | None = Field(
+        None,
+        description=(
+            "Secret mixed into every stored key hash (HMAC-SHA256); unset: plain SHA-256. "
+            "Changing it invalidates every key."
+        ),
+    )
+    api_key_cache_ttl_seconds: float = Field(
+        2.0, ge=0, le=60,
+        description="How long a replica trusts a key it checked: the bound on a revocation reaching every replica.",
+    )
+    authz_model_file: str | None = Field(
+        None, description="casbin model (.conf) to use instead of the one shipped in the package."
+    )
+    authz_policy_file: str | None = Field(
+        None, description="casbin policy (.csv) of roles and permissions to use instead of the shipped one."
+    )
+    rate_limit_per_key: str = Field(
+        "6000/minute",
+        description=(
+            "API requests of one key (N/second|minute|hour, or off): 100 a second sustained, "
+            "well above an interactive client, so only a runaway script meets it."
+        ),
+    )
+    rate_limit_per_address: str = Field(
+        "60/minute",
+        description=(
+            "API requests without a valid key from one address, failed authentication included: "
+            "a client with a key never needs many, a key guesser does."
+        ),
+    )
+    unknown_code_limit_per_address: str = Field(
+        "120/minute",
+        description=(
+            "Redirects of codes that do not exist from one address: people mistype a few, "
+            "a code scanner thousands. Known codes always redirect."
+        ),
+    )
+
     # --- query filter (the gateway policy) --------------------------------
     query_default_mode: Literal["forward", "drop"] = Field(
         "forward", description="Mode of links that carry no query policy of their own."
@@ -160,7 +204,7 @@ class Settings(BaseSettings):
         secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
         return cls(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
 
-    @field_validator("allowed_schemes", "blocked_hosts", "query_deny", mode="before")
+    @field_validator("allowed_schemes", "blocked_hosts", "query_deny", "trusted_proxies", mode="before")
     @classmethod
     def _lists_from_text(cls, value: object) -> object:
         return _split_list(value)
@@ -169,6 +213,31 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_schemes(cls, value: list[str]) -> list[str]:
         return [scheme.lower() for scheme in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {item!r} is not an address or CIDR") from None
+        return value
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_address", "unknown_code_limit_per_address")
+    @classmethod
+    def _rate_is_parseable(cls, value: str) -> str:
+        from .access.rates import parse_rate  # config stays importable on its own
+
+        parse_rate(value)
+        return value.strip().lower()
+
+    @field_validator("api_key_pepper", mode="before")
+    @classmethod
+    def _pepper_without_whitespace(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -1,6 +1,12 @@
-"""Domain errors. Each maps to one RFC 9457 problem type in service.api.problems."""
+"""Domain errors. Each maps to one RFC 9457 problem type (service.api.problems).
+
+The problem types' prefix lives here, beside the errors, so the redirect
+path answers problems without depending on the REST layer.
+"""
 
 from __future__ import annotations
+
+PROBLEM_TYPE_PREFIX = "urn:linkgate:problem:"
 
 
 class LinkgateError(Exception):
@@ -34,3 +40,35 @@ class AliasTaken(LinkgateError):
 
 class StorageUnavailable(LinkgateError):
     """SQL could not be reached; the write did not happen (503)."""
+
+
+class Unauthenticated(LinkgateError):
+    """No key, or one that is malformed, unknown, revoked or expired (401)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Forbidden(LinkgateError):
+    """A valid key whose role may not do this (403)."""
+
+    def __init__(self, role: str, obj: str, act: str) -> None:
+        super().__init__(f"{role} may not {act} {obj}")
+        self.role, self.obj, self.act = role, obj, act
+
+
+class KeyNotFound(LinkgateError):
+    """No API key has this id (404)."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(key_id)
+        self.key_id = key_id
+
+
+class KeyNameTaken(LinkgateError):
+    """Another key has, or had, this name (409)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name

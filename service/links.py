@@ -17,6 +17,7 @@ from .batching import Coalescer
 from .codes import CodeCodec
 from .config import Settings
 from .errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
+from .access.grant import Grant
 from .query_filter import FilterLimits, PolicyError, QueryPolicy, check_policy
 from .store import sql
 from .store.cache import CachedLink, CacheUnavailable, LinkCache
@@ -24,6 +25,7 @@ from .store.models import Link
 from .targets import TargetRules, normalise_target
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("linkgate.audit")
 
 _UNSET = object()
 _MAX_ROW_ID = 2**63 - 1
@@ -64,6 +66,7 @@ class _NewLink:
     url: str
     redirect_status: int
     query_policy: dict | None
+    created_by_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,25 +118,32 @@ class LinkService:
     async def create(
         self,
         *,
+        grant: Grant,
         url: str,
         alias: str | None = None,
         redirect_status: int | None = None,
         query: QueryPolicy | None = None,
     ) -> Link:
+        """Create a link owned by the grant's key."""
         target = normalise_target(url, self.target_rules)
         if alias is not None:
             self.codec.check_alias(alias)
         policy = self._policy_dict(query)
         status = self._status(redirect_status)
+        owner = grant.principal.id
         if alias is None:
             # Creates that arrive together share one transaction (group commit).
-            return await self._creates.get(_NewLink(url=target, redirect_status=status, query_policy=policy))
+            link = await self._creates.get(
+                _NewLink(url=target, redirect_status=status, query_policy=policy, created_by_id=owner)
+            )
+            self._audit("link.created", link.code, grant)
+            return link
         now = self.clock()
         try:
             async with self.db.transaction() as session:
                 link = await sql.insert_link(
                     session=session, url=target, redirect_status=status, query_policy=policy,
-                    alias=alias, now=now,
+                    alias=alias, now=now, created_by_id=owner,
                 )
         except IntegrityError:
             # The unique constraint on code decides alias races.
@@ -142,9 +152,18 @@ class LinkService:
             metrics.SQL_ERRORS.labels(operation="create").inc()
             raise
         await self._cache_new([link])
+        self._audit("link.created", link.code, grant)
         return link
 
-    async def bulk_create(self, urls: list[str], *, redirect_status: int | None = None) -> list[str]:
+    @staticmethod
+    def _audit(event: str, code: str, grant: Grant) -> None:
+        # The key's public id and name, never anything of its secret.
+        audit.info(event, extra={"event": event, "code": code, "key_id": grant.principal.key_id,
+                                 "key_name": grant.principal.name})
+
+    async def bulk_create(
+        self, urls: list[str], *, redirect_status: int | None = None, owner_id: int | None = None
+    ) -> list[str]:
         """Create many links in one transaction (seeding, imports); returns their codes in order.
 
         Each URL passes the same rules as a single create; one that does not
@@ -152,7 +171,8 @@ class LinkService:
         """
         status = self._status(redirect_status)
         batch = [
-            _NewLink(url=normalise_target(url, self.target_rules), redirect_status=status, query_policy=None)
+            _NewLink(url=normalise_target(url, self.target_rules), redirect_status=status, query_policy=None,
+                     created_by_id=owner_id)
             for url in urls
         ]
         # An import is not a sign its links will be visited soon: unlike a
@@ -167,7 +187,8 @@ class LinkService:
         """Insert links with generated codes in one transaction, then warm (or clear) the cache."""
         now = self.clock()
         rows = [
-            {"url": new.url, "redirect_status": new.redirect_status, "query_policy": new.query_policy}
+            {"url": new.url, "redirect_status": new.redirect_status, "query_policy": new.query_policy,
+             "created_by_id": new.created_by_id}
             for new in batch
         ]
         try:
@@ -185,7 +206,8 @@ class LinkService:
             return [_Inserted(code) for _, code in ids_codes]
         links = [
             Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
-                 query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None)
+                 query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None,
+                 created_by_id=new.created_by_id, updated_by_id=new.created_by_id)
             for (row_id, code), new in zip(ids_codes, batch, strict=True)
         ]
         await self._cache_new(links)
@@ -229,20 +251,25 @@ class LinkService:
             before = rows[-1][0]
         return warmed
 
-    async def get(self, code: str) -> Link:
+    async def get(self, code: str, *, grant: Grant) -> Link:
+        """The link, if the grant reaches it; LinkNotFound as for an unknown code otherwise."""
         async with self.db.reading() as session:
-            link = await sql.find_live_link(session=session, code=code)
+            link = await sql.find_live_link(session=session, code=code, visible=grant.visibility)
         if link is None:
             raise LinkNotFound(code)
         return link
 
-    async def list(self, *, limit: int | None, cursor: str | None) -> tuple[list[Link], str | None]:
+    async def list(
+        self, *, grant: Grant, limit: int | None, cursor: str | None
+    ) -> tuple[list[Link], str | None]:
         page = limit or self.settings.list_default_limit
         if not 1 <= page <= self.settings.list_max_limit:
             raise InvalidInput("limit", f"must be between 1 and {self.settings.list_max_limit}")
         before = decode_cursor(cursor) if cursor else None
         async with self.db.reading() as session:
-            links = await sql.list_live_links(session=session, limit=page + 1, before_id=before)
+            links = await sql.list_live_links(
+                session=session, limit=page + 1, before_id=before, visible=grant.visibility
+            )
         if len(links) > page:
             links = links[:page]
             return links, encode_cursor(links[-1].id)
@@ -252,6 +279,7 @@ class LinkService:
         self,
         code: str,
         *,
+        grant: Grant,
         url: str | None = None,
         redirect_status: int | None = None,
         query: QueryPolicy | None | object = _UNSET,
@@ -259,7 +287,7 @@ class LinkService:
         target = normalise_target(url, self.target_rules) if url is not None else None
         policy = self._policy_dict(query) if query is not _UNSET else _UNSET  # type: ignore[arg-type]
         async with self.db.transaction() as session:
-            link = await sql.find_live_link(session=session, code=code)
+            link = await sql.find_live_link(session=session, code=code, visible=grant.visibility)
             if link is None:
                 raise LinkNotFound(code)
             if target is not None:
@@ -269,16 +297,20 @@ class LinkService:
             if policy is not _UNSET:
                 link.query_policy = policy
             link.updated_at = self.clock()
+            link.updated_by_id = grant.principal.id
         await self._invalidate(code)
+        self._audit("link.updated", code, grant)
         return link
 
-    async def delete(self, code: str) -> None:
+    async def delete(self, code: str, *, grant: Grant) -> None:
         async with self.db.transaction() as session:
-            link = await sql.find_live_link(session=session, code=code)
+            link = await sql.find_live_link(session=session, code=code, visible=grant.visibility)
             if link is None:
                 raise LinkNotFound(code)
             link.deleted_at = self.clock()
+            link.updated_by_id = grant.principal.id
         await self._invalidate(code)
+        self._audit("link.deleted", code, grant)
 
     # --- cache coherence ---------------------------------------------------
 

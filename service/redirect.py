@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable
 
 from . import metrics
-from .api.problems import PROBLEM_TYPE_PREFIX
 from .batching import Coalescer
 from .codes import CODE_PATTERN, is_reserved
 from .config import Settings
-from .errors import StorageUnavailable
+from .access.addresses import ClientAddresses
+from .access.limiter import ScanGuard
+from .errors import PROBLEM_TYPE_PREFIX, StorageUnavailable
 from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, SplitTarget, compile_filter
 from .store import sql
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache
@@ -264,9 +265,12 @@ class RedirectGateway:
     errors: a visitor gets a 500 problem, never a dropped connection.
     """
 
-    def __init__(self, *, access_log_enabled: bool = True) -> None:
+    def __init__(self, *, access_log_enabled: bool = True, client_addresses: ClientAddresses | None = None) -> None:
         # Set by the app's lifespan; until then every request goes to FastAPI.
         self.redirector: Redirector | None = None
+        # The unknown-code limit: consulted only for codes that do not exist.
+        self.scan_guard: ScanGuard | None = None
+        self._addresses = client_addresses or ClientAddresses(())
         self._access_log = access_log_enabled
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
         self._requests: dict[tuple[str, int], object] = {}
@@ -312,7 +316,20 @@ class RedirectGateway:
                                 extra_headers=[(b"retry-after", redirector.retry_after)])
             return 503
         if destination is None:
-            await self._not_found(send, scope, request_id, code)
+            limit_headers: list = []
+            guard = self.scan_guard
+            if guard is not None:
+                decision = guard.note(self._addresses.of(scope))
+                if decision is not None:
+                    limit_headers = decision.headers()
+                    if not decision.allowed:
+                        await self._problem(
+                            send, scope, request_id, 429, "rate-limited", "Too many requests",
+                            "Too many unknown codes from this address; try again later.",
+                            extra_headers=[(b"retry-after", str(decision.retry_after).encode()), *limit_headers],
+                        )
+                        return 429
+            await self._not_found(send, scope, request_id, code, limit_headers)
             return 404
         location, dropped = destination.location(scope["query_string"])
         if dropped:
@@ -340,10 +357,10 @@ class RedirectGateway:
         metrics.TALLY.add(counter)
         self._latency[method].observe(time.perf_counter() - started)
 
-    async def _not_found(self, send, scope, request_id: bytes, code: str) -> None:
+    async def _not_found(self, send, scope, request_id: bytes, code: str, extra_headers: list) -> None:
         if _accepts_json(scope):
             await self._problem(send, scope, request_id, 404, "link-not-found", "Link not found",
-                                f"No link has the code '{code}'.")
+                                f"No link has the code '{code}'.", extra_headers=extra_headers)
             return
         body = b"" if scope["method"] == "HEAD" else _NOT_FOUND_HTML
         await send({
@@ -354,6 +371,7 @@ class RedirectGateway:
                 (b"content-length", str(len(_NOT_FOUND_HTML)).encode()),
                 (b"cache-control", b"no-store"),
                 (b"x-request-id", request_id),
+                *extra_headers,
             ],
         })
         await send({"type": "http.response.body", "body": body})

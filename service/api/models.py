@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,8 +37,41 @@ class LinkOut(BaseModel):
     query: QueryPolicy | None = Field(None, description="The link's own query policy; null means the operator default.")
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = Field(None, description="Name of the key that created (and owns) the link; null for links made before keys.")
+    updated_by: str | None = Field(None, description="Name of the key that last changed the link.")
 
 
 class LinkPage(BaseModel):
     data: list[LinkOut]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null on the last.")
+
+
+KeyRole = Annotated[str, Field(min_length=1, max_length=64, description="A role of the authorization policy: admin, editor, reader, or one the operator added.", examples=["editor"])]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=64, description="Unique, for good: 1-64 of A-Z a-z 0-9 _ . -", examples=["ci-deploy"])
+    role: KeyRole
+    expires_at: datetime | None = Field(None, description="When the key stops working (RFC 3339); never when omitted.")
+    expires_in: str | None = Field(None, description="Instead of expires_at: a duration from now, like 90d, 12h, 30m or 2w.", examples=["90d"])
+
+
+class KeyOut(BaseModel):
+    id: str = Field(..., description="The key's public id: the <id> in lg_<id>_<secret>.", examples=["3f9c2a7b1e04"])
+    name: str
+    role: str
+    status: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = Field(None, description="Written in the background, at most about once a minute.")
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(..., description="The whole key. Shown this once: store it now, it cannot be read again.", examples=["lg_<id>_<secret>"])
+
+
+class KeyList(BaseModel):
+    data: list[KeyOut]

@@ -11,11 +11,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from ..errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
+from ..errors import (
+    PROBLEM_TYPE_PREFIX, AliasTaken, Forbidden, InvalidInput, KeyNameTaken, KeyNotFound, LinkNotFound,
+    StorageUnavailable, Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE_PREFIX = "urn:linkgate:problem:"
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -139,6 +141,27 @@ def install(app: FastAPI) -> None:
     async def _taken(request: Request, exc: AliasTaken) -> JSONResponse:
         return problem(409, "alias-taken", "Alias taken",
                        f"The alias '{exc.alias}' is in use or was used before; choose another.",
+                       instance=request.url.path)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        return problem(401, "unauthorized", "Unauthorized", exc.reason, instance=request.url.path,
+                       headers={"WWW-Authenticate": 'Bearer realm="linkgate"'})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return problem(403, "forbidden", "Forbidden",
+                       f"The role '{exc.role}' may not {exc.act} {exc.obj}.", instance=request.url.path)
+
+    @app.exception_handler(KeyNotFound)
+    async def _key_not_found(request: Request, exc: KeyNotFound) -> JSONResponse:
+        return problem(404, "key-not-found", "Key not found", f"No API key has the id '{exc.key_id}'.",
+                       instance=request.url.path)
+
+    @app.exception_handler(KeyNameTaken)
+    async def _key_name_taken(request: Request, exc: KeyNameTaken) -> JSONResponse:
+        return problem(409, "key-name-taken", "Key name taken",
+                       f"A key named '{exc.name}' exists or existed; choose another name.",
                        instance=request.url.path)
 
     @app.exception_handler(StorageUnavailable)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from datetime import UTC
-
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, MetaData, SmallInteger, String, Text
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, SmallInteger, String, Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
-
-
 
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones)."""
@@ -45,10 +43,49 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = {
+        "sqlite_autoincrement": True,
+        "comment": "API keys: who may call the REST API, in which role. Rows stay after revocation.",
+    }
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True, comment="Row id.")
+    key_id: Mapped[str] = mapped_column(
+        String(32), unique=True, nullable=False,
+        comment="The public part of the key (lg_<key_id>_<secret>): safe in logs, metrics and URLs.",
+    )
+    name: Mapped[str] = mapped_column(
+        String(64), unique=True, nullable=False,
+        comment="Unique name an operator gives the key; never reused, so audit trails stay unambiguous.",
+    )
+    role: Mapped[str] = mapped_column(String(64), nullable=False, comment="A role of the authorization policy.")
+    secret_hash: Mapped[str] = mapped_column(
+        String(64), nullable=False,
+        comment="Hex SHA-256 of the secret, or HMAC-SHA256 with the server's pepper; never the secret.",
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, comment="False once revoked.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="When it was made (UTC).")
+    expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="When it stops working (UTC); NULL: never."
+    )
+    revoked_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="When it was revoked (UTC)."
+    )
+    last_used_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True,
+        comment="Last authenticated request, written in the background at most about once a minute.",
+    )
+
+
 class Link(Base):
     __tablename__ = "links"
     # AUTOINCREMENT on SQLite: a row id, and so a generated code, is never reused.
-    __table_args__ = {"sqlite_autoincrement": True, "comment": "Short links: one row per code ever handed out."}
+    # (created_by_id, id): an editor's listing walks its own links newest first.
+    __table_args__ = (
+        Index("ix_links_created_by_id_id", "created_by_id", "id"),
+        {"sqlite_autoincrement": True, "comment": "Short links: one row per code ever handed out."},
+    )
 
     id: Mapped[int] = mapped_column(
         RowId, primary_key=True, autoincrement=True,
@@ -81,6 +118,13 @@ class Link(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), nullable=True,
         comment="When the link was deleted; the row stays so the code is never handed out again.",
+    )
+    created_by_id: Mapped[int | None] = mapped_column(
+        RowId, ForeignKey("api_keys.id"), nullable=True,
+        comment="The key that created the link (its owner); NULL for links made before API keys.",
+    )
+    updated_by_id: Mapped[int | None] = mapped_column(
+        RowId, ForeignKey("api_keys.id"), nullable=True, comment="The key that last changed the link."
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StorageUnavailable
-from .models import Link, PendingInvalidation
+from .models import ApiKey, Link, PendingInvalidation
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -148,6 +148,29 @@ class Database:
 # --- repository ------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Which links a query may see: a specification every link query of the API applies.
+
+    Repository functions that read or change links on behalf of a key take
+    one as a required keyword, so no use-case can forget the ownership
+    filter: ``EVERYTHING`` for roles that may touch any link, ``owned_by(id)``
+    for roles limited to the links their key created.
+    """
+
+    owner_id: int | None
+
+    @classmethod
+    def owned_by(cls, key_row_id: int) -> Visibility:
+        return cls(owner_id=key_row_id)
+
+    def apply(self, query):
+        return query if self.owner_id is None else query.where(Link.created_by_id == self.owner_id)
+
+
+Visibility.EVERYTHING = Visibility(owner_id=None)  # type: ignore[attr-defined]
+
+
 async def insert_link(
     *,
     session: AsyncSession,
@@ -156,6 +179,7 @@ async def insert_link(
     query_policy: dict | None,
     alias: str | None,
     now: datetime,
+    created_by_id: int | None,
 ) -> Link:
     """Insert a row; the caller sets the generated code once the id is known."""
     link = Link(
@@ -166,13 +190,18 @@ async def insert_link(
         query_policy=query_policy,
         created_at=now,
         updated_at=now,
+        created_by_id=created_by_id,
+        updated_by_id=created_by_id,
     )
     session.add(link)
     await session.flush()
     return link
 
 
-_COPY_COLUMNS = ("id", "code", "url", "redirect_status", "query_policy", "is_alias", "created_at", "updated_at")
+_COPY_COLUMNS = (
+    "id", "code", "url", "redirect_status", "query_policy", "is_alias", "created_at", "updated_at",
+    "created_by_id", "updated_by_id",
+)
 
 
 async def insert_generated_links(
@@ -180,7 +209,7 @@ async def insert_generated_links(
 ) -> list[tuple[int, str]]:
     """Insert links whose codes are generated from their ids; returns (id, code) in row order.
 
-    Each row has url, redirect_status and query_policy. On PostgreSQL the ids
+    Each row has url, redirect_status, query_policy and created_by_id. On PostgreSQL the ids
     come from the sequence first, so each row is written once, code included,
     by COPY (asyncpg's copy_records_to_table), far faster than INSERTs. On
     SQLite the rows are inserted, their ids returned, then their codes set:
@@ -193,7 +222,8 @@ async def insert_generated_links(
         ids = (await session.execute(select(sequence).select_from(func.generate_series(1, len(rows))))).scalars().all()
         ids_codes = [(row_id, encode(row_id)) for row_id in ids]
         records = [
-            (row_id, code, row["url"], row["redirect_status"], row["query_policy"], False, now, now)
+            (row_id, code, row["url"], row["redirect_status"], row["query_policy"], False, now, now,
+             row["created_by_id"], row["created_by_id"])
             for (row_id, code), row in zip(ids_codes, rows, strict=True)
         ]
         if any(record[4] for record in records):
@@ -213,6 +243,8 @@ async def insert_generated_links(
             "is_alias": False,
             "created_at": now,
             "updated_at": now,
+            "created_by_id": row["created_by_id"],
+            "updated_by_id": row["created_by_id"],
         }
         for row in rows
     ]
@@ -223,11 +255,10 @@ async def insert_generated_links(
     return ids_codes
 
 
-async def find_live_link(*, session: AsyncSession, code: str) -> Link | None:
-    """The link with this code unless it was deleted; None otherwise."""
-    return (
-        await session.execute(select(Link).where(Link.code == code, Link.deleted_at.is_(None)))
-    ).scalar_one_or_none()
+async def find_live_link(*, session: AsyncSession, code: str, visible: Visibility) -> Link | None:
+    """The link with this code unless it was deleted or is not `visible`; None otherwise."""
+    query = visible.apply(select(Link).where(Link.code == code, Link.deleted_at.is_(None)))
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 # Built once: constructing the statement per batch showed in profiles.
@@ -269,9 +300,11 @@ async def newest_live_targets(
     return [tuple(row) for row in rows]
 
 
-async def list_live_links(*, session: AsyncSession, limit: int, before_id: int | None) -> list[Link]:
-    """Newest first, keyset-paginated on the row id."""
-    query = select(Link).where(Link.deleted_at.is_(None), Link.code.is_not(None))
+async def list_live_links(
+    *, session: AsyncSession, limit: int, before_id: int | None, visible: Visibility
+) -> list[Link]:
+    """Newest first, keyset-paginated on the row id, only what is `visible`."""
+    query = visible.apply(select(Link).where(Link.deleted_at.is_(None), Link.code.is_not(None)))
     if before_id is not None:
         query = query.where(Link.id < before_id)
     query = query.order_by(Link.id.desc()).limit(limit)
@@ -300,3 +333,39 @@ async def forget_invalidations(*, session: AsyncSession, entries: list[PendingIn
                 PendingInvalidation.created_at == entry.created_at,
             )
         )
+
+
+# --- API keys ----------------------------------------------------------------
+
+
+async def insert_api_key(
+    *, session: AsyncSession, key_id: str, name: str, role: str, secret_hash: str,
+    created_at: datetime, expires_at: datetime | None,
+) -> ApiKey:
+    key = ApiKey(key_id=key_id, name=name, role=role, secret_hash=secret_hash, enabled=True,
+                 created_at=created_at, expires_at=expires_at)
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def find_api_key(*, session: AsyncSession, key_id: str) -> ApiKey | None:
+    return (await session.execute(select(ApiKey).where(ApiKey.key_id == key_id))).scalar_one_or_none()
+
+
+async def find_api_key_by_name(*, session: AsyncSession, name: str) -> ApiKey | None:
+    return (await session.execute(select(ApiKey).where(ApiKey.name == name))).scalar_one_or_none()
+
+
+async def list_api_keys(*, session: AsyncSession) -> list[ApiKey]:
+    return list((await session.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
+
+
+async def key_names(*, session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    rows = (await session.execute(select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(sorted(ids))))).all()
+    return {row_id: name for row_id, name in rows}
+
+
+async def set_keys_last_used(*, session: AsyncSession, used: dict[int, datetime]) -> None:
+    # ORM bulk UPDATE by primary key: one executemany.
+    await session.execute(update(ApiKey), [{"id": row_id, "last_used_at": at} for row_id, at in used.items()])

@@ -328,7 +328,7 @@ async def test_warm_cache_writes_the_newest_links_to_redis_so_visits_skip_sql(cl
 
     state = client.app.state
     codes = await state.links.bulk_create([f"https://example.com/warm/{i}" for i in range(30)])
-    await state.links.delete(codes[-1])
+    assert (await client.delete(f"/api/v1/links/{codes[-1]}")).status_code == 204
     assert await state.links.warm_cache(10, chunk=4) == 10
     newest_live = codes[-11:-1]
     assert all([await state.cache.redis.exists(state.cache.key(code)) for code in newest_live])

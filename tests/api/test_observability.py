@@ -43,7 +43,7 @@ async def test_readyz_fails_until_migrations_are_at_head(tmp_path):
     from tests.support import make_settings, running_app
 
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/unmigrated.db")
-    async with running_app(settings, fakeredis.FakeAsyncRedis()) as client:
+    async with running_app(settings, fakeredis.FakeAsyncRedis(), role=None) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["migrations"] == "not at head"

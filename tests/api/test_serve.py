@@ -50,7 +50,10 @@ def test_migrate_then_serve_answers_and_sigterm_shuts_down_gracefully(tmp_path):
             assert time.monotonic() < deadline, "server did not become ready"
             assert server.poll() is None, server.stdout.read()
             time.sleep(0.1)
-        code = httpx.post(f"{base}/api/v1/links", json={"url": "https://example.com/"}).json()["code"]
+        key = subprocess.run([sys.executable, "-m", "service", "create-key", "--name", "ops", "--role", "admin"],
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+        code = httpx.post(f"{base}/api/v1/links", json={"url": "https://example.com/"},
+                          headers={"Authorization": f"Bearer {key}"}).json()["code"]
         assert httpx.get(f"{base}/{code}").headers["location"] == "https://example.com/"
         server.send_signal(signal.SIGTERM)
         # uvicorn finishes in-flight requests, runs the lifespan shutdown, then
