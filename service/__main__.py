@@ -140,8 +140,7 @@ def cmd_create_key(args: argparse.Namespace) -> int:
         sys.exit(f"linkgate: --expires-in: {exc}")
 
     async def create(keys):
-        expires_at = keys.clock() + lifetime if lifetime else None
-        return await keys.create(name=args.name, role=args.role, expires_at=expires_at)
+        return await keys.create(name=args.name, role=args.role, lifetime=lifetime)
 
     key, token = _with_keys(create)
     expiry = f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else ""

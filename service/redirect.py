@@ -31,6 +31,7 @@ from .batching import Coalescer
 from .codes import CODE_PATTERN, is_reserved
 from .config import Settings
 from .access.addresses import ClientAddresses
+from .access.keys import redact
 from .access.limiter import ScanGuard
 from .errors import PROBLEM_TYPE_PREFIX, StorageUnavailable
 from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, SplitTarget, compile_filter
@@ -380,7 +381,7 @@ class RedirectGateway:
                        detail: str, extra_headers: list | None = None) -> None:
         body = json.dumps({
             "type": PROBLEM_TYPE_PREFIX + kind, "title": title, "status": status,
-            "detail": detail, "instance": scope["path"],
+            "detail": redact(detail), "instance": redact(scope["path"]),
         }).encode()
         headers = [
             (b"content-type", b"application/problem+json"),

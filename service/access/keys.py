@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 audit = logging.getLogger("linkgate.audit")
 
 KEY_PATTERN = re.compile(r"lg_([0-9a-f]{12})_([0-9a-f]{48})")
+# Anything shaped like a key, wherever it stands in a text (a path, a message).
+_KEY_IN_TEXT = re.compile(r"(lg_[0-9a-f]{12}_)[0-9a-f]{8,}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 LAST_USED_EVERY_SECONDS = 60.0
 _DURATION = re.compile(r"(\d{1,6})([smhdw])")
@@ -46,6 +48,11 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def redact(text: str) -> str:
+    """`text` with the secret of any key in it replaced: for echoing paths and inputs back."""
+    return _KEY_IN_TEXT.sub(r"\1<redacted>", text) if "lg_" in text else text
 
 
 def parse_duration(text: str) -> timedelta:
@@ -120,11 +127,15 @@ class KeyService:
             raise InvalidInput("role", f"must be one of the policy's roles: {', '.join(roles)}")
 
     async def create(
-        self, *, name: str, role: str, expires_at: datetime | None = None, by: Principal | None = None
+        self, *, name: str, role: str, expires_at: datetime | None = None, lifetime: timedelta | None = None,
+        by: Principal | None = None,
     ) -> tuple[ApiKey, str]:
-        """Make a key; returns its row and the whole key, which is never shown again."""
+        """Make a key (expiring at `expires_at`, or `lifetime` from now); returns its row and the whole
+        key, which is never shown again."""
         self._check_new(name, role)
         now = self.clock()
+        if lifetime is not None:
+            expires_at = now + lifetime
         if expires_at is not None and expires_at <= now:
             raise InvalidInput("expires_at", "must be in the future")
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)

@@ -138,7 +138,7 @@ class ApiLimiter:
     ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._clock = clock
+        self.clock = clock  # seconds since the epoch; tests move it
         self._monotonic = monotonic
         self._timeout = timeout_seconds
         self._cooldown = cooldown_seconds
@@ -153,7 +153,7 @@ class ApiLimiter:
         """Count one request of `ident`; None when it is not limited (no rate, or Redis away)."""
         if rate is None or self._monotonic() < self._down_until:
             return None
-        number, window_ms, elapsed = window_state(rate, self._clock())
+        number, window_ms, elapsed = window_state(rate, self.clock())
         try:
             async with asyncio.timeout(self._timeout):
                 allowed, current, previous = await self._script(
@@ -193,7 +193,7 @@ class ScanGuard:
         self._redis = redis
         self._prefix = prefix
         self.rate = rate
-        self._clock = clock
+        self.clock = clock  # seconds since the epoch; tests move it
         self._timeout = timeout_seconds
         self._max_addresses = max_addresses
         # Counted here since the last flush, per address.
@@ -206,7 +206,7 @@ class ScanGuard:
         rate = self.rate
         if rate is None:
             return None
-        number, window_ms, elapsed = window_state(rate, self._clock())
+        number, window_ms, elapsed = window_state(rate, self.clock())
         current, previous = self._standing(address, number)
         pending = self._pending.get(address, 0)
         used = math.floor(previous * (window_ms - elapsed) / window_ms) + current + pending
@@ -237,7 +237,7 @@ class ScanGuard:
         if rate is None:
             return True
         pending, self._pending = self._pending, {}
-        number, window_ms, _ = window_state(rate, self._clock())
+        number, window_ms, _ = window_state(rate, self.clock())
         addresses = list(pending)
         tags = [f"{self._prefix}rl:{{scan:{address}}}" for address in addresses]
         try:

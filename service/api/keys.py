@@ -49,15 +49,16 @@ def to_out(key: ApiKey, keys: KeyService) -> KeyOut:
              responses={**_BODY, **problems.responses(_409="Name taken."), **_ALWAYS})
 async def create_key(body: KeyCreate, response: Response, grant: ManageKeys, keys: KeysDep) -> KeyCreated:
     """Make an API key; the answer is the only time the whole key is shown."""
-    expires_at = body.expires_at
+    lifetime = None
     if body.expires_in is not None:
-        if expires_at is not None:
+        if body.expires_at is not None:
             raise InvalidInput("expires_in", "give expires_at or expires_in, not both")
         try:
-            expires_at = keys.clock() + parse_duration(body.expires_in)
+            lifetime = parse_duration(body.expires_in)
         except ValueError as exc:
             raise InvalidInput("expires_in", str(exc)) from None
-    key, token = await keys.create(name=body.name, role=body.role, expires_at=expires_at, by=grant.principal)
+    key, token = await keys.create(name=body.name, role=body.role, expires_at=body.expires_at,
+                                   lifetime=lifetime, by=grant.principal)
     response.headers["Location"] = f"/api/v1/keys/{key.key_id}"
     response.headers["Cache-Control"] = "no-store"
     return KeyCreated(**to_out(key, keys).model_dump(), key=token)

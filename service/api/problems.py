@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ..access.keys import redact
 from ..errors import (
     PROBLEM_TYPE_PREFIX, AliasTaken, Forbidden, InvalidInput, KeyNameTaken, KeyNotFound, LinkNotFound,
     StorageUnavailable, Unauthenticated,
@@ -71,14 +72,15 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: object,
 ) -> JSONResponse:
+    # A key pasted into a path or a field by mistake is never echoed back.
     body: dict[str, object] = {
         "type": PROBLEM_TYPE_PREFIX + kind,
         "title": title,
         "status": status,
-        "detail": detail,
+        "detail": redact(detail),
     }
     if instance:
-        body["instance"] = instance
+        body["instance"] = redact(instance)
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
