@@ -111,7 +111,8 @@ def decide(name: str, rate: Rate, *, allowed: bool, current: int, previous: int,
         else:
             # Not in this window: in the next, this window's count decays away.
             wait_ms = left_in_window + window_ms * max(0.0, 1 - rate.limit / max(current, 1))
-        retry_after = max(1, math.ceil(max(wait_ms, 0) / 1000))
+        # +1 ms: the weighted count must fall strictly below the limit, not reach it.
+        retry_after = max(1, math.ceil((max(wait_ms, 0) + 1) / 1000))
     reset = retry_after if retry_after is not None else max(1, math.ceil(left_in_window / 1000))
     return Decision(name=name, rate=rate, allowed=allowed, remaining=remaining,
                     reset_seconds=reset, retry_after=retry_after if not allowed else None)
@@ -196,8 +197,8 @@ class ScanGuard:
         self.clock = clock  # seconds since the epoch; tests move it
         self._timeout = timeout_seconds
         self._max_addresses = max_addresses
-        # Counted here since the last flush, per address.
-        self._pending: dict[str, int] = {}
+        # Counted here since the last flush, per (address, window number).
+        self._pending: dict[tuple[str, int], int] = {}
         # As of the last flush: (window number, current count, previous count) per address.
         self._shared: dict[str, tuple[int, int, int]] = {}
 
@@ -208,16 +209,18 @@ class ScanGuard:
             return None
         number, window_ms, elapsed = window_state(rate, self.clock())
         current, previous = self._standing(address, number)
-        pending = self._pending.get(address, 0)
-        used = math.floor(previous * (window_ms - elapsed) / window_ms) + current + pending
+        pending = self._pending.get((address, number), 0)
+        current += pending
+        previous += self._pending.get((address, number - 1), 0)
+        used = math.floor(previous * (window_ms - elapsed) / window_ms) + current
         allowed = used < rate.limit
         if allowed:
-            if len(self._pending) >= self._max_addresses and address not in self._pending:
-                # A flood of addresses: count it on the next flush rather than grow without bound.
+            if len(self._pending) >= self._max_addresses and (address, number) not in self._pending:
+                # A flood of addresses: forget this round's counts rather than grow without bound.
                 self._pending.clear()
-            self._pending[address] = pending + 1
-            pending += 1
-        return decide("unknown-codes", rate, allowed=allowed, current=current + pending, previous=previous,
+            self._pending[(address, number)] = pending + 1
+            current += 1
+        return decide("unknown-codes", rate, allowed=allowed, current=current, previous=previous,
                       elapsed_ms=elapsed)
 
     def _standing(self, address: str, number: int) -> tuple[int, int]:
@@ -238,26 +241,32 @@ class ScanGuard:
             return True
         pending, self._pending = self._pending, {}
         number, window_ms, _ = window_state(rate, self.clock())
-        addresses = list(pending)
-        tags = [f"{self._prefix}rl:{{scan:{address}}}" for address in addresses]
+        addresses = sorted({address for address, _ in pending})
+        if not addresses:
+            return True
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for address, tag in zip(addresses, tags, strict=True):
-                pipe.incrby(f"{tag}:{number}", pending[address])
-                pipe.pexpire(f"{tag}:{number}", window_ms * 2)
-                pipe.get(f"{tag}:{number - 1}")
+            for (address, counted_in), count in pending.items():
+                if counted_in >= number - 1:  # older counts no longer weigh on anything
+                    key = f"{self._tag(address)}:{counted_in}"
+                    pipe.incrby(key, count)
+                    pipe.pexpire(key, window_ms * 2)
+            for address in addresses:
+                pipe.mget(f"{self._tag(address)}:{number}", f"{self._tag(address)}:{number - 1}")
             async with asyncio.timeout(self._timeout):
-                replies = await pipe.execute() if addresses else []
+                replies = await pipe.execute()
         except _REDIS_DOWN as exc:
             # Kept for the next try; meanwhile this process's own counts still limit.
-            for address, count in pending.items():
-                self._pending[address] = self._pending.get(address, 0) + count
+            for entry, count in pending.items():
+                self._pending[entry] = self._pending.get(entry, 0) + count
             metrics.REDIS_ERRORS.labels(operation="rate-limit").inc()
             log.debug("unknown-code counts not shared: %s", exc)
             return False
         shared = {a: s for a, s in self._shared.items() if s[0] >= number - 1}
-        for index, address in enumerate(addresses):
-            current, previous = int(replies[3 * index]), int(replies[3 * index + 2] or 0)
-            shared[address] = (number, current, previous)
+        for address, (current, previous) in zip(addresses, replies[-len(addresses):], strict=True):
+            shared[address] = (number, int(current or 0), int(previous or 0))
         self._shared = shared
         return True
+
+    def _tag(self, address: str) -> str:
+        return f"{self._prefix}rl:{{scan:{address}}}"
