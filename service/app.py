@@ -17,7 +17,7 @@ from .access.keys import KeyService
 from .access.limiter import ApiLimiter, ScanGuard
 from .access.policy import Permissions
 from .access.rates import parse_rate
-from .api import health, keys as keys_api, links as links_api, problems
+from .api import auth, health, keys as keys_api, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
 from .links import LinkService
@@ -75,7 +75,7 @@ class LinkgateApp(FastAPI):
 
     def openapi(self) -> dict:
         if self.openapi_schema is None:
-            problems.document_media_type(super().openapi())
+            auth.document_security(problems.document_media_type(super().openapi()))
         return self.openapi_schema
 
     async def __call__(self, scope, receive, send) -> None:

@@ -40,14 +40,8 @@ async def get_links(request: Request) -> LinkService:
 LinksDep = Annotated[LinkService, Depends(get_links)]
 
 
-async def get_keys(request: Request) -> KeyService:
-    return request.app.state.keys
-
-
-KeysDep = Annotated[KeyService, Depends(get_keys)]
-
-
-async def to_out(links: list[Link], service: LinkService, keys: KeyService) -> list[LinkOut]:
+async def to_out(links: list[Link], service: LinkService, request: Request) -> list[LinkOut]:
+    keys: KeyService = request.app.state.keys
     names = await keys.names({k for link in links for k in (link.created_by_id, link.updated_by_id) if k})
     base = service.settings.public_base_url
     return [
@@ -70,44 +64,44 @@ async def to_out(links: list[Link], service: LinkService, keys: KeyService) -> l
     "", status_code=status.HTTP_201_CREATED, response_model=LinkOut, responses={**_BODY, **_TAKEN, **_ALWAYS}
 )
 async def create_link(
-    body: LinkCreate, response: Response, grant: CreateLinks, links: LinksDep, keys: KeysDep
+    body: LinkCreate, response: Response, grant: CreateLinks, links: LinksDep, request: Request
 ) -> LinkOut:
     """Create a short link, owned by the key that creates it."""
     link = await links.create(
         grant=grant, url=body.url, alias=body.alias, redirect_status=body.redirect_status, query=body.query
     )
     response.headers["Location"] = f"/api/v1/links/{link.code}"
-    return (await to_out([link], links, keys))[0]
+    return (await to_out([link], links, request))[0]
 
 
 @router.get("", response_model=LinkPage, responses=_ALWAYS)
 async def list_links(
     grant: ReadLinks,
     links: LinksDep,
-    keys: KeysDep,
+    request: Request,
     limit: Annotated[int | None, Query(ge=1, description="Page size (capped by the operator).")] = None,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")] = None,
 ) -> LinkPage:
     """List the links this key may see, newest first."""
     page, next_cursor = await links.list(grant=grant, limit=limit, cursor=cursor)
-    return LinkPage(data=await to_out(page, links, keys), next_cursor=next_cursor)
+    return LinkPage(data=await to_out(page, links, request), next_cursor=next_cursor)
 
 
 @router.get("/{code}", response_model=LinkOut, responses={**_NO_LINK, **_ALWAYS})
-async def get_link(code: str, grant: ReadLinks, links: LinksDep, keys: KeysDep) -> LinkOut:
+async def get_link(code: str, grant: ReadLinks, links: LinksDep, request: Request) -> LinkOut:
     """Show one link."""
-    return (await to_out([await links.get(code, grant=grant)], links, keys))[0]
+    return (await to_out([await links.get(code, grant=grant)], links, request))[0]
 
 
 @router.patch("/{code}", response_model=LinkOut, responses={**_BODY, **_NO_LINK, **_ALWAYS})
-async def update_link(code: str, body: LinkUpdate, grant: UpdateLinks, links: LinksDep, keys: KeysDep) -> LinkOut:
+async def update_link(code: str, body: LinkUpdate, grant: UpdateLinks, links: LinksDep, request: Request) -> LinkOut:
     """Change a link's URL, redirect status or query policy."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     for required in ("url", "redirect_status"):
         if required in changes and changes[required] is None:
             raise InvalidInput(required, "cannot be null; leave it out to keep the current value")
     link = await links.update(code, grant=grant, **changes)
-    return (await to_out([link], links, keys))[0]
+    return (await to_out([link], links, request))[0]
 
 
 @router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT, responses={**_NO_LINK, **_ALWAYS})
