@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     rate_limit_per_key: str = Field(
         "6000/minute",
         description=(
-            "API requests of one key (N/second|minute|hour, or off): 100 a second sustained, "
+            "API requests of one key (N/second, N/minute or N/hour; off for none): 100 a second sustained, "
             "well above an interactive client, so only a runaway script meets it."
         ),
     )

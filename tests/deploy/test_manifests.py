@@ -472,3 +472,26 @@ def test_linkgate_containers_run_the_linkgate_image_at_a_release_tag(target: str
     spec = pod_spec(app_deployment(render(target)))
     assert {c["image"] for c in all_containers(spec)} == {f"{entry['newName']}:{entry['newTag']}"}
     assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", str(entry["newTag"])), "pin a release tag, never latest"
+
+
+@ALL_TARGETS
+def test_the_server_reads_its_roles_from_the_mounted_authz_config_map(target: str) -> None:
+    resources = render(target)
+    spec = pod_spec(app_deployment(resources))
+    container = app_container(resources)
+    policy_file = container_environment(resources, container)["LINKGATE_AUTHZ_POLICY_FILE"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volume = next(v for v in spec["volumes"] if v["name"] == "authz")
+    config_map = one(resources, "ConfigMap", "linkgate-authz")
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert policy_file == f"{mounts['authz']}/policy.csv"
+    assert "policy.csv" in config_map["data"]
+
+
+def test_the_manifests_start_from_the_policy_the_package_ships() -> None:
+    from pathlib import Path
+
+    from service.access.policy import SHIPPED_POLICY
+
+    copy = Path(__file__).parents[2] / "deploy" / "k8s" / "base" / "authz" / "policy.csv"
+    assert copy.read_text() == SHIPPED_POLICY.read_text()
