@@ -20,6 +20,7 @@ from .access.rates import parse_rate
 from .api import auth, health, keys as keys_api, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
+from .lifecycle.visit_limits import VisitLimits
 from .links import LinkService
 from .observability import HEAD_AS_GET, RequestContext, configure_logging
 from .query_filter import FilterLimits
@@ -225,8 +226,15 @@ def create_app(
         app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
         app.state.permissions, app.state.keys, app.state.scan_guard = permissions, keys, scan_guard
         app.state.api_limiter = ApiLimiter(redis_client_, prefix=settings.redis_key_prefix)
-        app.redirect_gateway.scan_guard = scan_guard
-        app.redirect_gateway.redirector = redirector
+        visit_limits = VisitLimits(redis_client_, db, prefix=settings.redis_key_prefix,
+                                   count_bots=settings.max_visits_count_bots)
+        service.visit_limits = visit_limits
+        gateway = app.redirect_gateway
+        gateway.scan_guard, gateway.visit_limits = scan_guard, visit_limits
+        gateway.gone_redirect_url = settings.gone_redirect_url
+        gateway.permanent_max_age = settings.permanent_redirect_max_age
+        app.state.visit_limits = visit_limits
+        gateway.redirector = redirector
         # (Tests that start many apps in one process pass tune_gc=False.)
         if tune_gc:
             tune_garbage_collector()
@@ -235,6 +243,7 @@ def create_app(
             asyncio.create_task(_every_second_flush_metrics()),
             asyncio.create_task(keys.flush_last_used_forever()),
             asyncio.create_task(_every_while_share_unknown_codes(scan_guard, SCAN_FLUSH_SECONDS)),
+            asyncio.create_task(visit_limits.flush_forever()),
         ]
         try:
             yield
@@ -248,6 +257,8 @@ def create_app(
             metrics.TALLY.flush()
             with contextlib.suppress(Exception):  # SQL away: the last minute's last_used_at is lost
                 await keys.flush_last_used()
+            with contextlib.suppress(Exception):  # SQL away: reloaded counters may admit these again
+                await visit_limits.flush()
             await redirector.aclose()
             await service.aclose()
             if redis_client is None:

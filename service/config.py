@@ -99,6 +99,18 @@ class Settings(BaseSettings):
         3600, ge=0, description="Cache-Control max-age (seconds) sent with 301 and 308."
     )
 
+    gone_redirect_url: str | None = Field(
+        None,
+        description=(
+            "Where visitors of a link that is gone (expired, used up, disabled, blocked, deleted) and has no "
+            "fallback_url of its own are sent (302); unset: a 410 Gone page."
+        ),
+    )
+    max_visits_count_bots: bool = Field(
+        False,
+        description="Count crawlers and chat-app link previews toward max_visits (by default they do not use it up).",
+    )
+
     # --- target URLs ------------------------------------------------------
     allowed_schemes: CommaList = Field(
         default_factory=lambda: ["http", "https"],
@@ -238,6 +250,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.strip() or None
         return value
+
+    @field_validator("gone_redirect_url")
+    @classmethod
+    def _gone_url_is_absolute(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("gone_redirect_url must be an absolute http(s) URL")
+        return value.strip()
 
     @field_validator("public_base_url")
     @classmethod

@@ -16,11 +16,12 @@ from . import metrics
 from .batching import Coalescer
 from .codes import CodeCodec
 from .config import Settings
-from .errors import AliasTaken, InvalidInput, LinkNotFound, StorageUnavailable
+from .errors import AliasTaken, Forbidden, InvalidInput, LinkNotFound, StorageUnavailable
+from .lifecycle.state import LinkFlags, check_permanent, check_window, normal_tags, with_flag
 from .access.grant import Grant
 from .query_filter import FilterLimits, PolicyError, QueryPolicy, check_policy
 from .store import sql
-from .store.cache import CachedLink, CacheUnavailable, LinkCache
+from .store.cache import CachedLink, CacheUnavailable, LinkCache, cached_link
 from .store.models import Link
 from .targets import TargetRules, normalise_target
 
@@ -33,6 +34,16 @@ _MAX_ROW_ID = 2**63 - 1
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def in_utc(moment: datetime | None, field: str) -> datetime | None:
+    """The same instant in UTC, as it reads back from the database."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(field, "is outside the years 1-9999 in UTC") from None
 
 
 def encode_cursor(row_id: int) -> str:
@@ -56,7 +67,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 def cached_form(link: Link) -> CachedLink:
-    return CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy)
+    return cached_link(link, deleted=link.deleted_at is not None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +78,8 @@ class _NewLink:
     redirect_status: int
     query_policy: dict | None
     created_by_id: int | None = None
+    # Lifecycle columns (sql.LIFECYCLE_COLUMNS) and "tags", only those given.
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +102,8 @@ class LinkService:
     # in-memory redirect cache forgets it at once.
     on_change: list[Callable[[str], None]] = field(default_factory=list)
     redrop_after_seconds: float = 2.0
+    # Set by the app's lifespan: what limited links admitted and SQL does not know yet.
+    visit_limits: object | None = None
     _background: set[asyncio.Task] = field(default_factory=set)
     _redrop_codes: set[str] = field(default_factory=set)
 
@@ -113,6 +128,32 @@ class LinkService:
     def _status(self, status: int | None) -> int:
         return status if status is not None else self.settings.default_redirect_status
 
+    def _fallback(self, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            return normalise_target(url, self.target_rules)
+        except InvalidInput as exc:
+            raise InvalidInput("fallback_url", exc.reason) from None
+
+    def _new_lifecycle(
+        self, *, status: int, title: str | None = None, tags: list[str] | None = None,
+        valid_since: datetime | None = None, valid_until: datetime | None = None,
+        max_visits: int | None = None, disabled: bool = False, fallback_url: str | None = None,
+    ) -> dict:
+        """The lifecycle columns of a new link, checked; only those that differ from a plain link."""
+        valid_since, valid_until = in_utc(valid_since, "valid_since"), in_utc(valid_until, "valid_until")
+        check_window(valid_since, valid_until)
+        if valid_until is not None and valid_until <= self.clock():
+            raise InvalidInput("valid_until", "is in the past: the link would be gone before it is made")
+        check_permanent(status, max_visits)
+        values = {
+            "title": title, "valid_since": valid_since, "valid_until": valid_until, "max_visits": max_visits,
+            "flags": int(LinkFlags.DISABLED) if disabled else 0, "fallback_url": self._fallback(fallback_url),
+            "tags": normal_tags(tags),
+        }
+        return {name: value for name, value in values.items() if value}
+
     # --- use-cases ---------------------------------------------------------
 
     async def create(
@@ -123,18 +164,21 @@ class LinkService:
         alias: str | None = None,
         redirect_status: int | None = None,
         query: QueryPolicy | None = None,
+        **lifecycle,
     ) -> Link:
-        """Create a link owned by the grant's key."""
+        """Create a link owned by the grant's key; `lifecycle`: title, tags, valid_since,
+        valid_until, max_visits, disabled, fallback_url."""
         target = normalise_target(url, self.target_rules)
         if alias is not None:
             self.codec.check_alias(alias)
         policy = self._policy_dict(query)
         status = self._status(redirect_status)
+        extra = self._new_lifecycle(status=status, **lifecycle)
         owner = grant.principal.id
         if alias is None:
             # Creates that arrive together share one transaction (group commit).
             link = await self._creates.get(
-                _NewLink(url=target, redirect_status=status, query_policy=policy, created_by_id=owner)
+                _NewLink(url=target, redirect_status=status, query_policy=policy, created_by_id=owner, extra=extra)
             )
             self._audit("link.created", link.code, grant)
             return link
@@ -143,7 +187,7 @@ class LinkService:
             async with self.db.transaction() as session:
                 link = await sql.insert_link(
                     session=session, url=target, redirect_status=status, query_policy=policy,
-                    alias=alias, now=now, created_by_id=owner,
+                    alias=alias, now=now, created_by_id=owner, **extra,
                 )
         except IntegrityError:
             # The unique constraint on code decides alias races.
@@ -188,7 +232,7 @@ class LinkService:
         now = self.clock()
         rows = [
             {"url": new.url, "redirect_status": new.redirect_status, "query_policy": new.query_policy,
-             "created_by_id": new.created_by_id}
+             "created_by_id": new.created_by_id, **new.extra}
             for new in batch
         ]
         try:
@@ -204,12 +248,15 @@ class LinkService:
             # third of the seeding time.
             await self._clear_misses([code for _, code in ids_codes])
             return [_Inserted(code) for _, code in ids_codes]
-        links = [
-            Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
-                 query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None,
-                 created_by_id=new.created_by_id, updated_by_id=new.created_by_id)
-            for (row_id, code), new in zip(ids_codes, batch, strict=True)
-        ]
+        links = []
+        for (row_id, code), new in zip(ids_codes, batch, strict=True):
+            columns = {name: value for name, value in new.extra.items() if name != "tags"}
+            link = Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
+                        query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None,
+                        created_by_id=new.created_by_id, updated_by_id=new.created_by_id, visit_count=0,
+                        **{"flags": 0, **columns})
+            link.tags = new.extra.get("tags", [])  # type: ignore[attr-defined]
+            links.append(link)
         await self._cache_new(links)
         return links
 
@@ -243,13 +290,21 @@ class LinkService:
                 )
             if not rows:
                 break
-            links = {code: CachedLink(url=url, redirect_status=status, query_policy=policy)
-                     for _, code, url, status, policy in rows}
+            links = {code: cached_link(target, deleted=False) for _, code, target in rows}
             if not await self.cache.put_many(links):
                 raise CacheUnavailable("redis did not take the entries")
             warmed += len(rows)
             before = rows[-1][0]
         return warmed
+
+    async def tags(self, links: list[Link]) -> dict[int, list[str]]:
+        """Each link's tags, by row id (from the link when it carries them, else in one query)."""
+        known = {link.id: link.tags for link in links if hasattr(link, "tags")}
+        missing = [link.id for link in links if link.id not in known]
+        if missing:
+            async with self.db.reading() as session:
+                known.update(await sql.tags_of(session=session, link_ids=missing))
+        return known
 
     async def get(self, code: str, *, grant: Grant) -> Link:
         """The link, if the grant reaches it; LinkNotFound as for an unknown code otherwise."""
@@ -275,32 +330,53 @@ class LinkService:
             return links, encode_cursor(links[-1].id)
         return links, None
 
-    async def update(
-        self,
-        code: str,
-        *,
-        grant: Grant,
-        url: str | None = None,
-        redirect_status: int | None = None,
-        query: QueryPolicy | None | object = _UNSET,
-    ) -> Link:
-        target = normalise_target(url, self.target_rules) if url is not None else None
-        policy = self._policy_dict(query) if query is not _UNSET else _UNSET  # type: ignore[arg-type]
+    async def update(self, code: str, *, grant: Grant, may_block: bool = False, **changes) -> Link:
+        """Change what `changes` names (url, redirect_status, query, title, tags, valid_since,
+        valid_until, max_visits, disabled, blocked, fallback_url); `blocked` needs `may_block`."""
+        if "blocked" in changes and not may_block:
+            raise Forbidden(grant.principal.role, "links", "block")
+        if changes.get("url") is not None:
+            changes["url"] = normalise_target(changes["url"], self.target_rules)
+        if "query" in changes:
+            changes["query_policy"] = self._policy_dict(changes.pop("query"))
+        if "fallback_url" in changes:
+            changes["fallback_url"] = self._fallback(changes["fallback_url"])
+        for name in ("valid_since", "valid_until"):
+            if name in changes:
+                changes[name] = in_utc(changes[name], name)
+        if "tags" in changes:
+            changes["tags"] = normal_tags(changes["tags"] or [])
         async with self.db.transaction() as session:
             link = await sql.find_live_link(session=session, code=code, visible=grant.visibility)
             if link is None:
                 raise LinkNotFound(code)
-            if target is not None:
-                link.url = target
-            if redirect_status is not None:
-                link.redirect_status = redirect_status
-            if policy is not _UNSET:
-                link.query_policy = policy
+            self._apply(link, changes)
+            if "tags" in changes:
+                await sql.set_tags(session=session, link_id=link.id, tags=changes["tags"])
             link.updated_at = self.clock()
             link.updated_by_id = grant.principal.id
         await self._invalidate(code)
         self._audit("link.updated", code, grant)
         return link
+
+    def _apply(self, link: Link, changes: dict) -> None:
+        """Set the changed fields on the row, refusing a state that cannot hold (422 naming the field)."""
+        for name in ("url", "redirect_status", "query_policy", "title", "valid_since", "valid_until",
+                     "max_visits", "fallback_url"):
+            if name in changes:
+                setattr(link, name, changes[name])
+        if "disabled" in changes:
+            link.flags = with_flag(link.flags or 0, LinkFlags.DISABLED, bool(changes["disabled"]))
+        if "blocked" in changes:
+            link.flags = with_flag(link.flags or 0, LinkFlags.BLOCKED, bool(changes["blocked"]))
+        check_window(link.valid_since, link.valid_until)
+        check_permanent(link.redirect_status, link.max_visits)
+        if "max_visits" in changes and link.max_visits is not None:
+            counted = (link.visit_count or 0) + (self.visit_limits.pending(link.code) if self.visit_limits else 0)
+            if link.max_visits < counted:
+                raise InvalidInput("max_visits", f"is below the {counted} visits already counted")
+            if link.max_visits > counted:
+                link.gone_at = None
 
     async def delete(self, code: str, *, grant: Grant) -> None:
         async with self.db.transaction() as session:

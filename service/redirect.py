@@ -36,7 +36,11 @@ from .access.limiter import ScanGuard
 from .errors import PROBLEM_TYPE_PREFIX, StorageUnavailable
 from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, SplitTarget, compile_filter
 from .store import sql
-from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache
+from .lifecycle.gone import GONE_HTML, gone_location
+
+from .lifecycle.state import Lifecycle, LinkStatus
+from .lifecycle.visit_limits import VisitLimits
+from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache, cached_link
 
 log = logging.getLogger("linkgate.redirect")
 access_log = logging.getLogger("linkgate.access")
@@ -61,14 +65,18 @@ class Destination:
     the stored URL.
     """
 
-    __slots__ = ("status", "url", "plain_location", "cache_control", "_policy", "_limits", "_filter", "_parts")
+    __slots__ = ("status", "url", "plain_location", "cache_control", "lifecycle", "_policy", "_limits",
+                 "_filter", "_parts")
 
     def __init__(self, *, status: int, url: str, cache_control: bytes, policy: QueryPolicy,
-                 limits: FilterLimits, compiled: CompiledFilter | None = None) -> None:
-        """`compiled`: the policy's filter when it is already built (the shared default's)."""
+                 limits: FilterLimits, compiled: CompiledFilter | None = None,
+                 lifecycle: Lifecycle | None = None) -> None:
+        """`compiled`: the policy's filter when it is already built (the shared default's).
+        `lifecycle`: None for a plain live link, which is what keeps those links' redirect unchanged."""
         self.status = status
         self.url = url
         self.cache_control = cache_control
+        self.lifecycle = lifecycle
         # The Location of a visit without a query string, when the policy adds nothing.
         self.plain_location: bytes | None = None if policy.add else url.encode("latin-1")
         self._policy = policy
@@ -176,6 +184,7 @@ class Redirector:
             policy=policy,
             limits=self._limits,
             compiled=compiled,
+            lifecycle=Lifecycle.from_cached(link.lifecycle) if link.lifecycle else None,
         )
 
     async def find(self, code: str) -> Destination | None:
@@ -231,7 +240,7 @@ class Redirector:
         """One SQL query for a batch of codes; what it finds (or not) is written back to Redis."""
         try:
             async with self._db.read_connection() as connection:
-                rows = await sql.find_live_targets(connection=connection, codes=codes)
+                rows = await sql.find_targets(connection=connection, codes=codes)
         except StorageUnavailable:
             metrics.SQL_ERRORS.labels(operation="redirect").inc()
             raise
@@ -240,7 +249,7 @@ class Redirector:
         now = self._clock()
         for code in codes:
             row = rows.get(code)
-            link = None if row is None else CachedLink(url=row[0], redirect_status=row[1], query_policy=row[2])
+            link = None if row is None else cached_link(row, deleted=row.deleted)
             found[code] = link
             destination = None if link is None else self.destination(link)
             destinations.append(destination)
@@ -271,6 +280,11 @@ class RedirectGateway:
         self.redirector: Redirector | None = None
         # The unknown-code limit: consulted only for codes that do not exist.
         self.scan_guard: ScanGuard | None = None
+        # Lifecycle: consulted only for links that have one (Destination.lifecycle).
+        self.visit_limits: VisitLimits | None = None
+        self.wall_clock: Callable[[], float] = time.time
+        self.gone_redirect_url: str | None = None
+        self.permanent_max_age = 3600
         self._addresses = client_addresses or ClientAddresses(())
         self._access_log = access_log_enabled
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
@@ -317,21 +331,23 @@ class RedirectGateway:
                                 extra_headers=[(b"retry-after", redirector.retry_after)])
             return 503
         if destination is None:
-            limit_headers: list = []
-            guard = self.scan_guard
-            if guard is not None:
-                decision = guard.note(self._addresses.of(scope))
-                if decision is not None:
-                    limit_headers = decision.headers()
-                    if not decision.allowed:
-                        await self._problem(
-                            send, scope, request_id, 429, "rate-limited", "Too many requests",
-                            "Too many unknown codes from this address; try again later.",
-                            extra_headers=[(b"retry-after", str(decision.retry_after).encode()), *limit_headers],
-                        )
-                        return 429
-            await self._not_found(send, scope, request_id, code, limit_headers)
-            return 404
+            return await self._unknown(send, scope, request_id, code)
+        cache_control = destination.cache_control
+        lifecycle = destination.lifecycle
+        if lifecycle is not None:
+            now = self.wall_clock()
+            standing = lifecycle.standing(now)
+            if standing is LinkStatus.SCHEDULED:
+                return await self._unknown(send, scope, request_id, code)  # not public yet
+            if standing is None and lifecycle.max_visits is not None:
+                if not await self.visit_limits.admit(code, lifecycle.max_visits, scope):
+                    standing = LinkStatus.EXHAUSTED
+            if standing is not None:
+                return await self._gone(send, scope, request_id, code, lifecycle.fallback)
+            if lifecycle.until is not None and destination.status in PERMANENT:
+                # A browser keeps a permanent redirect: never past the moment the link expires.
+                left = max(0, int(lifecycle.until - now))
+                cache_control = f"public, max-age={min(left, self.permanent_max_age)}".encode()
         location, dropped = destination.location(scope["query_string"])
         if dropped:
             metrics.TALLY.add(metrics.QUERY_PARAMS_DROPPED, dropped)
@@ -341,7 +357,7 @@ class RedirectGateway:
             "status": status,
             "headers": [
                 (b"location", location),
-                (b"cache-control", destination.cache_control),
+                (b"cache-control", cache_control),
                 (b"content-length", b"0"),
                 (b"x-request-id", request_id),
             ],
@@ -349,6 +365,45 @@ class RedirectGateway:
         await send({"type": "http.response.body", "body": b""})
         metrics.TALLY.add(self._redirects[status])
         return status
+
+    async def _unknown(self, send, scope, request_id: bytes, code: str) -> int:
+        """404 for a code that does not exist (or is not public yet), under the unknown-code limit."""
+        limit_headers: list = []
+        guard = self.scan_guard
+        if guard is not None:
+            decision = guard.note(self._addresses.of(scope))
+            if decision is not None:
+                limit_headers = decision.headers()
+                if not decision.allowed:
+                    await self._problem(
+                        send, scope, request_id, 429, "rate-limited", "Too many requests",
+                        "Too many unknown codes from this address; try again later.",
+                        extra_headers=[(b"retry-after", str(decision.retry_after).encode()), *limit_headers],
+                    )
+                    return 429
+        await self._not_found(send, scope, request_id, code, limit_headers)
+        return 404
+
+    async def _gone(self, send, scope, request_id: bytes, code: str, fallback: str | None) -> int:
+        """The link's fallback, the operator's gone URL, or 410 (see service.lifecycle.gone)."""
+        location = gone_location(fallback, self.gone_redirect_url)
+        if location is not None:
+            await send({"type": "http.response.start", "status": 302, "headers": [
+                (b"location", location), (b"cache-control", b"no-store"), (b"content-length", b"0"),
+                (b"x-request-id", request_id),
+            ]})
+            await send({"type": "http.response.body", "body": b""})
+            return 302
+        if _accepts_json(scope):
+            await self._problem(send, scope, request_id, 410, "link-gone", "Link gone",
+                                f"The link '{code}' has expired, run out or been switched off.")
+            return 410
+        await send({"type": "http.response.start", "status": 410, "headers": [
+            (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(GONE_HTML)).encode()),
+            (b"cache-control", b"no-store"), (b"x-request-id", request_id),
+        ]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else GONE_HTML})
+        return 410
 
     def _observe(self, method: str, status: int, started: float) -> None:
         counter = self._requests.get((method, status))

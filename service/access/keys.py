@@ -136,6 +136,11 @@ class KeyService:
         now = self.clock()
         if lifetime is not None:
             expires_at = now + lifetime
+        if expires_at is not None:
+            try:
+                expires_at = expires_at.astimezone(UTC)
+            except OverflowError:
+                raise InvalidInput("expires_at", "is outside the years 1-9999 in UTC") from None
         if expires_at is not None and expires_at <= now:
             raise InvalidInput("expires_at", "must be in the future")
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)

@@ -53,8 +53,23 @@ def permission(obj: str, act: str):
     return grant
 
 
+def optional_permission(obj: str, act: str):
+    """Like `permission`, but a key without it gets None instead of 403 (the use-case decides)."""
+    required = permission(obj, act)
+
+    async def grant_or_none(request: Request) -> Grant | None:
+        try:
+            return await required(request)
+        except Forbidden:
+            return None
+
+    grant_or_none.__name__ = f"maybe_{act}_{obj}"
+    return grant_or_none
+
+
 CreateLinks = Annotated[Grant, Depends(permission("links", "create"))]
 ReadLinks = Annotated[Grant, Depends(permission("links", "read"))]
 UpdateLinks = Annotated[Grant, Depends(permission("links", "update"))]
 DeleteLinks = Annotated[Grant, Depends(permission("links", "delete"))]
 ManageKeys = Annotated[Grant, Depends(permission("keys", "manage"))]
+MayBlockLinks = Annotated[Grant | None, Depends(optional_permission("links", "block"))]

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from ..access.keys import KeyService
 from ..errors import InvalidInput
+from ..lifecycle.state import LinkFlags, status_of
 from ..links import LinkService
 from ..store.models import Link
 from . import problems
-from .auth import CreateLinks, DeleteLinks, ReadLinks, UpdateLinks
+from .auth import CreateLinks, DeleteLinks, MayBlockLinks, ReadLinks, UpdateLinks
 from .models import LinkCreate, LinkOut, LinkPage, LinkUpdate
 
 router = APIRouter(prefix="/api/v1/links", tags=["links"])
@@ -43,7 +44,9 @@ LinksDep = Annotated[LinkService, Depends(get_links)]
 async def to_out(links: list[Link], service: LinkService, request: Request) -> list[LinkOut]:
     keys: KeyService = request.app.state.keys
     names = await keys.names({k for link in links for k in (link.created_by_id, link.updated_by_id) if k})
+    tags = await service.tags(links)
     base = service.settings.public_base_url
+    now = service.clock()
     return [
         LinkOut(
             code=link.code,
@@ -55,6 +58,16 @@ async def to_out(links: list[Link], service: LinkService, request: Request) -> l
             updated_at=link.updated_at,
             created_by=names.get(link.created_by_id),
             updated_by=names.get(link.updated_by_id),
+            status=status_of(link, now).value,
+            title=link.title,
+            tags=tags.get(link.id, []),
+            valid_since=link.valid_since,
+            valid_until=link.valid_until,
+            max_visits=link.max_visits,
+            visits_counted=link.visit_count or 0,
+            disabled=bool((link.flags or 0) & LinkFlags.DISABLED),
+            blocked=bool((link.flags or 0) & LinkFlags.BLOCKED),
+            fallback_url=link.fallback_url,
         )
         for link in links
     ]
@@ -67,9 +80,8 @@ async def create_link(
     body: LinkCreate, response: Response, grant: CreateLinks, links: LinksDep, request: Request
 ) -> LinkOut:
     """Create a short link, owned by the key that creates it."""
-    link = await links.create(
-        grant=grant, url=body.url, alias=body.alias, redirect_status=body.redirect_status, query=body.query
-    )
+    link = await links.create(grant=grant, **body.model_dump(exclude_unset=True, exclude={"query"}),
+                              query=body.query)
     response.headers["Location"] = f"/api/v1/links/{link.code}"
     return (await to_out([link], links, request))[0]
 
@@ -94,13 +106,15 @@ async def get_link(code: str, grant: ReadLinks, links: LinksDep, request: Reques
 
 
 @router.patch("/{code}", response_model=LinkOut, responses={**_BODY, **_NO_LINK, **_ALWAYS})
-async def update_link(code: str, body: LinkUpdate, grant: UpdateLinks, links: LinksDep, request: Request) -> LinkOut:
-    """Change a link's URL, redirect status or query policy."""
+async def update_link(
+    code: str, body: LinkUpdate, grant: UpdateLinks, may_block: MayBlockLinks, links: LinksDep, request: Request
+) -> LinkOut:
+    """Change any of a link's fields; only admins may block or unblock."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    for required in ("url", "redirect_status"):
+    for required in ("url", "redirect_status", "disabled", "blocked"):
         if required in changes and changes[required] is None:
             raise InvalidInput(required, "cannot be null; leave it out to keep the current value")
-    link = await links.update(code, grant=grant, **changes)
+    link = await links.update(code, grant=grant, may_block=may_block is not None, **changes)
     return (await to_out([link], links, request))[0]
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..query_filter import QueryPolicy
 
 RedirectStatus = Literal[301, 302, 307, 308]
+
+
+Title = Annotated[str, Field(max_length=200, description="A title for people (<= 200 characters).")]
+Tags = Annotated[list[str], Field(max_length=20, description="Up to 20 tags of 1-64 letters, digits, '-', '_', '.'; case-insensitive, shown in lower case.", examples=[["spring", "mail"]])]
 
 
 class LinkCreate(BaseModel):
@@ -19,6 +23,13 @@ class LinkCreate(BaseModel):
     alias: str | None = Field(None, description="A custom code: 3-64 of A-Z a-z 0-9 _ -.", examples=["spring-sale"])
     redirect_status: RedirectStatus | None = Field(None, description="301, 302, 307 or 308; the operator default when omitted.")
     query: QueryPolicy | None = Field(None, description="Gateway query policy; the operator default when omitted.")
+    title: Title | None = None
+    tags: Tags | None = None
+    valid_since: AwareDatetime | None = Field(None, description="Before this, the code answers 404 as if it did not exist.")
+    valid_until: AwareDatetime | None = Field(None, description="From this on, the link is gone (its fallback, or 410).")
+    max_visits: int | None = Field(None, ge=1, le=2**53, description="Visitors it admits in total (bots do not count); then it is gone.")
+    disabled: bool = Field(False, description="Switched off by its owner: gone until enabled again.")
+    fallback_url: str | None = Field(None, description="Where visitors go once the link is gone, instead of the 410 page.")
 
 
 class LinkUpdate(BaseModel):
@@ -27,6 +38,14 @@ class LinkUpdate(BaseModel):
     url: str | None = Field(None, description="A new long URL.")
     redirect_status: RedirectStatus | None = Field(None, description="A new redirect status.")
     query: QueryPolicy | None = Field(None, description="A new query policy; null returns to the operator default.")
+    title: Title | None = Field(None, description="A new title; null removes it.")
+    tags: Tags | None = Field(None, description="The new set of tags (replaces the old); null or [] removes all.")
+    valid_since: AwareDatetime | None = Field(None, description="null removes it.")
+    valid_until: AwareDatetime | None = Field(None, description="null removes it.")
+    max_visits: int | None = Field(None, ge=1, le=2**53, description="null removes the limit; never below the visits counted.")
+    disabled: bool | None = Field(None, description="The owner switches the link off (true) or on (false).")
+    blocked: bool | None = Field(None, description="Admins only: block (true) or unblock (false).")
+    fallback_url: str | None = Field(None, description="null removes it.")
 
 
 class LinkOut(BaseModel):
@@ -39,6 +58,17 @@ class LinkOut(BaseModel):
     updated_at: datetime
     created_by: str | None = Field(None, description="Name of the key that created (and owns) the link; null for links made before keys.")
     updated_by: str | None = Field(None, description="Name of the key that last changed the link.")
+    status: Literal["active", "scheduled", "expired", "exhausted", "disabled", "blocked"] = Field(
+        ..., description="Derived: blocked, disabled, expired, exhausted, scheduled or active, in that order.")
+    title: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    valid_since: datetime | None = None
+    valid_until: datetime | None = None
+    max_visits: int | None = None
+    visits_counted: int = Field(0, description="Visits counted toward max_visits (SQL's count; replicas add theirs every second).")
+    disabled: bool = False
+    blocked: bool = False
+    fallback_url: str | None = None
 
 
 class LinkPage(BaseModel):
@@ -54,7 +84,7 @@ class KeyCreate(BaseModel):
 
     name: str = Field(..., min_length=1, max_length=64, description="Unique, for good: 1-64 of A-Z a-z 0-9 _ . -", examples=["ci-deploy"])
     role: KeyRole
-    expires_at: datetime | None = Field(None, description="When the key stops working (RFC 3339); never when omitted.")
+    expires_at: AwareDatetime | None = Field(None, description="When the key stops working (RFC 3339 with a time zone); never when omitted.")
     expires_in: str | None = Field(None, description="Instead of expires_at: a duration from now, like 90d, 12h, 30m or 2w.", examples=["90d"])
 
 

@@ -5,7 +5,11 @@ Keys (all start with settings.redis_key_prefix, "lg:" by default):
 - ``lg:{<code>}``: the cached link. Value ``b"<status><policy-json>\\n<url>"``:
   three ASCII digits, the link's query policy as compact JSON (empty when the
   link uses the operator default), a newline (never inside JSON or a stored
-  URL), then the URL. TTL settings.cache_ttl_seconds.
+  URL), then the URL. TTL settings.cache_ttl_seconds. A link with a
+  lifecycle (a validity window, a visit limit, flags, a fallback, or
+  deleted) has ``~<lifecycle-json>\\n`` in front: keys ``s``/``u`` valid
+  since/until (epoch seconds), ``m`` max visits, ``f`` flags, ``b`` the
+  fallback URL, ``d`` 1 when deleted. Plain links pay nothing for it.
   The value ``b""`` means "no such code" and lives settings.cache_miss_ttl_seconds,
   so scans of random codes reach SQL once per code per miss TTL, not per request.
 
@@ -48,6 +52,36 @@ class CachedLink:
     url: str
     redirect_status: int
     query_policy: dict | None
+    lifecycle: dict | None = None
+
+
+def cached_link(row, *, deleted: bool) -> CachedLink:
+    """The cached form of a link row (an ORM Link or a store.sql.Target: the same attribute names)."""
+    return CachedLink(
+        url=row.url, redirect_status=row.redirect_status, query_policy=row.query_policy,
+        lifecycle=lifecycle_fields(
+            valid_since=row.valid_since, valid_until=row.valid_until, max_visits=row.max_visits,
+            flags=row.flags, fallback_url=row.fallback_url, deleted=deleted,
+        ),
+    )
+
+
+def lifecycle_fields(*, valid_since, valid_until, max_visits, flags, fallback_url, deleted: bool) -> dict | None:
+    """The lifecycle part of a cached link, or None for a plain live link (the common case)."""
+    fields: dict = {}
+    if valid_since is not None:
+        fields["s"] = valid_since.timestamp()
+    if valid_until is not None:
+        fields["u"] = valid_until.timestamp()
+    if max_visits is not None:
+        fields["m"] = max_visits
+    if flags:
+        fields["f"] = int(flags)
+    if fallback_url:
+        fields["b"] = fallback_url
+    if deleted:
+        fields["d"] = 1
+    return fields or None
 
 
 class _Missing:
@@ -61,19 +95,26 @@ MISSING = _Missing()
 
 def encode_link(link: CachedLink) -> bytes:
     policy = json.dumps(link.query_policy, separators=(",", ":")) if link.query_policy else ""
-    return f"{link.redirect_status:03d}{policy}\n{link.url}".encode()
+    head = f"~{json.dumps(link.lifecycle, separators=(',', ':'))}\n" if link.lifecycle else ""
+    return f"{head}{link.redirect_status:03d}{policy}\n{link.url}".encode()
 
 
 def decode_link(value: bytes) -> CachedLink | _Missing:
     if not value:
         return MISSING
     text = value.decode()
+    lifecycle = None
+    if text[0] == "~":
+        head_end = text.index("\n")
+        lifecycle = json.loads(text[1:head_end])
+        text = text[head_end + 1 :]
     newline = text.index("\n")
     policy_text = text[3:newline]
     return CachedLink(
         url=text[newline + 1 :],
         redirect_status=int(text[:3]),
         query_policy=json.loads(policy_text) if policy_text else None,
+        lifecycle=lifecycle,
     )
 
 

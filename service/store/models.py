@@ -126,6 +126,42 @@ class Link(Base):
     updated_by_id: Mapped[int | None] = mapped_column(
         RowId, ForeignKey("api_keys.id"), nullable=True, comment="The key that last changed the link."
     )
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True, comment="A title for people (<= 200).")
+    valid_since: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="Before this the link answers 404, as if it did not exist yet."
+    )
+    valid_until: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="From this on the link is gone (410 or its fallback)."
+    )
+    max_visits: Mapped[int | None] = mapped_column(
+        BigInteger, nullable=True, comment="Visitors the link admits in total; NULL: no limit."
+    )
+    visit_count: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0",
+        comment="Visits counted toward max_visits, as of the last flush of the replicas' counters.",
+    )
+    flags: Mapped[int] = mapped_column(
+        SmallInteger, nullable=False, default=0, server_default="0",
+        comment="Named bits (service.lifecycle.state.LinkFlags): disabled by its owner, blocked by an admin.",
+    )
+    fallback_url: Mapped[str | None] = mapped_column(
+        Text, nullable=True, comment="Where visitors go once the link is no longer live, instead of 410."
+    )
+    gone_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True,
+        comment="When the link ran out of visits (expiry is valid_until); purge uses it.",
+    )
+
+
+class LinkTag(Base):
+    __tablename__ = "link_tags"
+    __table_args__ = (
+        Index("ix_link_tags_tag", "tag"),
+        {"comment": "Tags of links, in lower case (tags compare case-insensitively)."},
+    )
+
+    link_id: Mapped[int] = mapped_column(RowId, ForeignKey("links.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class PendingInvalidation(Base):

@@ -6,16 +6,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import any_, bindparam, delete, event, func, insert, literal, select, update
+from sqlalchemy import and_, any_, bindparam, case, delete, event, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StorageUnavailable
-from .models import ApiKey, Link, PendingInvalidation
+from .models import ApiKey, Link, LinkTag, PendingInvalidation
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -180,8 +180,10 @@ async def insert_link(
     alias: str | None,
     now: datetime,
     created_by_id: int | None,
+    tags: list[str] | None = None,
+    **lifecycle,
 ) -> Link:
-    """Insert a row; the caller sets the generated code once the id is known."""
+    """Insert a row with its alias (and tags); `lifecycle`: any of LIFECYCLE_COLUMNS."""
     link = Link(
         code=alias,
         is_alias=alias is not None,
@@ -192,16 +194,31 @@ async def insert_link(
         updated_at=now,
         created_by_id=created_by_id,
         updated_by_id=created_by_id,
+        visit_count=0,
+        **{"flags": 0, **lifecycle},
     )
     session.add(link)
     await session.flush()
+    if tags:
+        await set_tags(session=session, link_id=link.id, tags=tags)
     return link
 
 
+# What a new link may carry besides its URL, status and policy (None or 0 when not given).
+LIFECYCLE_COLUMNS = ("title", "valid_since", "valid_until", "max_visits", "flags", "fallback_url")
 _COPY_COLUMNS = (
     "id", "code", "url", "redirect_status", "query_policy", "is_alias", "created_at", "updated_at",
-    "created_by_id", "updated_by_id",
+    "created_by_id", "updated_by_id", *LIFECYCLE_COLUMNS,
 )
+
+
+def _row_values(row: dict, now: datetime) -> dict:
+    return {
+        "url": row["url"], "redirect_status": row["redirect_status"], "query_policy": row["query_policy"],
+        "is_alias": False, "created_at": now, "updated_at": now,
+        "created_by_id": row.get("created_by_id"), "updated_by_id": row.get("created_by_id"),
+        **{name: row.get(name) for name in LIFECYCLE_COLUMNS}, "flags": row.get("flags") or 0,
+    }
 
 
 async def insert_generated_links(
@@ -209,11 +226,12 @@ async def insert_generated_links(
 ) -> list[tuple[int, str]]:
     """Insert links whose codes are generated from their ids; returns (id, code) in row order.
 
-    Each row has url, redirect_status, query_policy and created_by_id. On PostgreSQL the ids
-    come from the sequence first, so each row is written once, code included,
-    by COPY (asyncpg's copy_records_to_table), far faster than INSERTs. On
-    SQLite the rows are inserted, their ids returned, then their codes set:
-    ids come from AUTOINCREMENT, so concurrent writers can never collide.
+    Each row has url, redirect_status, query_policy, and may have created_by_id,
+    the LIFECYCLE_COLUMNS and tags. On PostgreSQL the ids come from the
+    sequence first, so each row is written once, code included, by COPY
+    (asyncpg's copy_records_to_table), far faster than INSERTs. On SQLite the
+    rows are inserted, their ids returned, then their codes set: ids come from
+    AUTOINCREMENT, so concurrent writers can never collide.
     """
     if not rows:
         return []
@@ -221,38 +239,47 @@ async def insert_generated_links(
         sequence = func.nextval(literal("links_id_seq"))
         ids = (await session.execute(select(sequence).select_from(func.generate_series(1, len(rows))))).scalars().all()
         ids_codes = [(row_id, encode(row_id)) for row_id in ids]
-        records = [
-            (row_id, code, row["url"], row["redirect_status"], row["query_policy"], False, now, now,
-             row["created_by_id"], row["created_by_id"])
-            for (row_id, code), row in zip(ids_codes, rows, strict=True)
-        ]
-        if any(record[4] for record in records):
-            await session.execute(insert(Link), [dict(zip(_COPY_COLUMNS, record)) for record in records])
+        values = [{"id": row_id, "code": code, **_row_values(row, now)}
+                  for (row_id, code), row in zip(ids_codes, rows, strict=True)]
+        if any(value["query_policy"] for value in values):
+            # COPY takes no JSON from asyncpg records; a batch with policies is INSERTed.
+            await session.execute(insert(Link), values)
         else:
             connection = await session.connection()
             raw = await connection.get_raw_connection()
             await raw.driver_connection.copy_records_to_table(
-                Link.__tablename__, records=records, columns=_COPY_COLUMNS
+                Link.__tablename__, records=[tuple(v[c] for c in _COPY_COLUMNS) for v in values],
+                columns=_COPY_COLUMNS,
             )
-        return ids_codes
-    values = [
-        {
-            "url": row["url"],
-            "redirect_status": row["redirect_status"],
-            "query_policy": row["query_policy"],
-            "is_alias": False,
-            "created_at": now,
-            "updated_at": now,
-            "created_by_id": row["created_by_id"],
-            "updated_by_id": row["created_by_id"],
-        }
-        for row in rows
-    ]
-    result = await session.execute(insert(Link).returning(Link.id, sort_by_parameter_order=True), values)
-    ids_codes = [(row_id, encode(row_id)) for row_id in result.scalars().all()]
-    # ORM bulk UPDATE by primary key: one executemany.
-    await session.execute(update(Link), [{"id": row_id, "code": code} for row_id, code in ids_codes])
+    else:
+        values = [_row_values(row, now) for row in rows]
+        result = await session.execute(insert(Link).returning(Link.id, sort_by_parameter_order=True), values)
+        ids_codes = [(row_id, encode(row_id)) for row_id in result.scalars().all()]
+        # ORM bulk UPDATE by primary key: one executemany.
+        await session.execute(update(Link), [{"id": row_id, "code": code} for row_id, code in ids_codes])
+    tags = [{"link_id": row_id, "tag": tag}
+            for (row_id, _), row in zip(ids_codes, rows, strict=True) for tag in row.get("tags") or ()]
+    if tags:
+        await session.execute(insert(LinkTag), tags)
     return ids_codes
+
+
+async def set_tags(*, session: AsyncSession, link_id: int, tags: list[str]) -> None:
+    await session.execute(delete(LinkTag).where(LinkTag.link_id == link_id))
+    if tags:
+        await session.execute(insert(LinkTag), [{"link_id": link_id, "tag": tag} for tag in tags])
+
+
+async def tags_of(*, session: AsyncSession, link_ids: list[int]) -> dict[int, list[str]]:
+    if not link_ids:
+        return {}
+    rows = (await session.execute(
+        select(LinkTag.link_id, LinkTag.tag).where(LinkTag.link_id.in_(link_ids)).order_by(LinkTag.tag)
+    )).all()
+    out: dict[int, list[str]] = {}
+    for link_id, tag in rows:
+        out.setdefault(link_id, []).append(tag)
+    return out
 
 
 async def find_live_link(*, session: AsyncSession, code: str, visible: Visibility) -> Link | None:
@@ -262,42 +289,62 @@ async def find_live_link(*, session: AsyncSession, code: str, visible: Visibilit
 
 
 # Built once: constructing the statement per batch showed in profiles.
-_TARGET_COLUMNS = (Link.code, Link.url, Link.redirect_status, Link.query_policy)
-_LIVE_TARGETS = select(*_TARGET_COLUMNS).where(
-    Link.code.in_(bindparam("codes", expanding=True)), Link.deleted_at.is_(None)
+# Deleted links are found too: their code answers 410 (gone), not 404.
+_TARGET_COLUMNS = (
+    Link.code, Link.url, Link.redirect_status, Link.query_policy, Link.valid_since, Link.valid_until,
+    Link.max_visits, Link.flags, Link.fallback_url, Link.deleted_at,
 )
+_TARGETS = select(*_TARGET_COLUMNS).where(Link.code.in_(bindparam("codes", expanding=True)))
 # PostgreSQL: the codes as one array parameter. An expanding IN renders one
 # statement text per batch size, and each is prepared anew; this is one
 # statement, prepared once per connection, whatever the batch.
-_LIVE_TARGETS_PG = select(*_TARGET_COLUMNS).where(
-    Link.code == any_(bindparam("codes", type_=postgresql.ARRAY(Link.code.type))), Link.deleted_at.is_(None)
+_TARGETS_PG = select(*_TARGET_COLUMNS).where(
+    Link.code == any_(bindparam("codes", type_=postgresql.ARRAY(Link.code.type)))
 )
 
 
-async def find_live_targets(
-    *, connection: AsyncConnection, codes: list[str]
-) -> dict[str, tuple[str, int, dict | None]]:
-    """url, redirect_status and query_policy of each live link among `codes`, by code.
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the redirect needs of one link, as one SQL row holds it."""
+
+    url: str
+    redirect_status: int
+    query_policy: dict | None
+    valid_since: datetime | None
+    valid_until: datetime | None
+    max_visits: int | None
+    flags: int
+    fallback_url: str | None
+    deleted: bool
+
+
+def _target(row) -> Target:
+    _, url, status, policy, since, until, max_visits, flags, fallback, deleted_at = row
+    since = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    until = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
+    return Target(url, status, policy, since, until, max_visits, flags or 0, fallback, deleted_at is not None)
+
+
+async def find_targets(*, connection: AsyncConnection, codes: list[str]) -> dict[str, Target]:
+    """The redirect's view of each link among `codes` (deleted ones included), by code.
 
     Core, not the ORM: this is the redirect path's SQL, one query for a batch
     of codes, and ORM identity bookkeeping would only cost time here.
     """
-    statement = _LIVE_TARGETS_PG if connection.dialect.name == "postgresql" else _LIVE_TARGETS
+    statement = _TARGETS_PG if connection.dialect.name == "postgresql" else _TARGETS
     rows = (await connection.execute(statement, {"codes": codes})).all()
-    return {code: (url, status, policy) for code, url, status, policy in rows}
+    return {row[0]: _target(row) for row in rows}
 
 
 async def newest_live_targets(
     *, connection: AsyncConnection, limit: int, before_id: int | None
-) -> list[tuple[int, str, str, int, dict | None]]:
-    """(id, code, url, redirect_status, query_policy) of live links, newest first (keyset on id)."""
-    query = select(Link.id, Link.code, Link.url, Link.redirect_status, Link.query_policy).where(
-        Link.deleted_at.is_(None), Link.code.is_not(None)
-    )
+) -> list[tuple[int, str, Target]]:
+    """(id, code, target) of live links, newest first (keyset on id)."""
+    query = select(Link.id, *_TARGET_COLUMNS).where(Link.deleted_at.is_(None), Link.code.is_not(None))
     if before_id is not None:
         query = query.where(Link.id < before_id)
     rows = (await connection.execute(query.order_by(Link.id.desc()).limit(limit))).all()
-    return [tuple(row) for row in rows]
+    return [(row[0], row[1], _target(row[1:])) for row in rows]
 
 
 async def list_live_links(
@@ -369,3 +416,46 @@ async def key_names(*, session: AsyncSession, ids: set[int]) -> dict[int, str]:
 async def set_keys_last_used(*, session: AsyncSession, used: dict[int, datetime]) -> None:
     # ORM bulk UPDATE by primary key: one executemany.
     await session.execute(update(ApiKey), [{"id": row_id, "last_used_at": at} for row_id, at in used.items()])
+
+
+# --- visit limits -------------------------------------------------------------
+
+
+async def visit_count(*, connection: AsyncConnection, code: str) -> int:
+    counted = (await connection.execute(select(Link.visit_count).where(Link.code == code))).scalar_one_or_none()
+    return counted or 0
+
+
+async def add_visits(*, session: AsyncSession, counts: dict[str, int], now: datetime) -> None:
+    """Add each link's visits to its count; a link that reaches its limit gets its gone_at."""
+    for code, count in counts.items():
+        new_count = Link.visit_count + count
+        await session.execute(
+            update(Link).where(Link.code == code).values(
+                visit_count=new_count,
+                gone_at=case(
+                    (and_(Link.gone_at.is_(None), Link.max_visits.is_not(None), new_count >= Link.max_visits), now),
+                    else_=Link.gone_at,
+                ),
+            )
+        )
+
+
+async def count_visit(*, session: AsyncSession, code: str, counts: bool, now: datetime) -> bool:
+    """Admit one visit in SQL alone (Redis away): True unless the link is used up. Exact: the
+    conditional UPDATE is atomic."""
+    if not counts:
+        row = (await session.execute(
+            select(Link.visit_count, Link.max_visits).where(Link.code == code)
+        )).one_or_none()
+        return row is not None and (row[1] is None or row[0] < row[1])
+    new_count = Link.visit_count + 1
+    admitted = (await session.execute(
+        update(Link).where(
+            Link.code == code, Link.max_visits.is_not(None), Link.visit_count < Link.max_visits
+        ).values(
+            visit_count=new_count,
+            gone_at=case((new_count >= Link.max_visits, now), else_=Link.gone_at),
+        ).returning(Link.id)
+    )).first()
+    return admitted is not None

@@ -228,14 +228,14 @@ async def test_patch_of_unknown_code_answers_404(client):
     assert response.status_code == 404
 
 
-async def test_delete_answers_204_then_404_and_the_code_is_never_reused(client):
+async def test_delete_answers_204_then_the_api_404_the_redirect_410_and_the_code_is_never_reused(client):
     code = (await create(client, alias="gone-soon")).json()["code"]
     generated = (await create(client)).json()["code"]
     assert (await client.get("/gone-soon")).status_code == 302
     for victim in (code, generated):
         assert (await client.delete(f"/api/v1/links/{victim}")).status_code == 204
         assert (await client.get(f"/api/v1/links/{victim}")).status_code == 404
-        assert (await client.get(f"/{victim}")).status_code == 404
+        assert (await client.get(f"/{victim}")).status_code == 410  # gone, not "never existed"
         assert (await client.delete(f"/api/v1/links/{victim}")).status_code == 404
     assert (await create(client, alias="gone-soon")).status_code == 409
     fresh = [(await create(client)).json()["code"] for _ in range(3)]

@@ -208,10 +208,21 @@ def assert_answer_is_clear(response: httpx.Response) -> None:
 
 def assert_redirects_as_stored(api: Api, link: dict) -> None:
     """The redirect, through whichever cache holds the link, answers what the API shows."""
+    redirect = api.get(f"/{link['code']}")
+    answer = (redirect.status_code, redirect.headers.get("location"))
+    if link["status"] == "scheduled":
+        assert answer == (404, None)  # not public yet
+        return
+    if link["status"] != "active":
+        assert answer == ((302, link["fallback_url"]) if link["fallback_url"] else (410, None))
+        return
     policy = QueryPolicy(**link["query"]) if link["query"] is not None else None
     expected = compile_filter(policy, FilterLimits.from_settings(api.settings)).apply(link["url"], "")[0]
-    redirect = api.get(f"/{link['code']}")
-    assert (redirect.status_code, redirect.headers.get("location")) == (link["redirect_status"], expected)
+    if link["max_visits"] is not None and answer[0] in (302, 410):
+        # A limited link may have been used up by earlier checks of this very test.
+        assert answer in ((link["redirect_status"], expected), (410, None), (302, link["fallback_url"]))
+        return
+    assert answer == (link["redirect_status"], expected)
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), OPERATIONS)
@@ -408,7 +419,7 @@ def test_any_sequence_of_creates_reads_updates_and_deletes_keeps_what_the_api_ac
             now = api.get(f"{LINKS}/{code}")
             if link is None:
                 assert now.status_code == 404, now.text
-                assert api.get(f"/{code}").status_code == 404
+                assert api.get(f"/{code}").status_code == 410
             else:
                 assert now.json() == link
                 assert_redirects_as_stored(api, link)

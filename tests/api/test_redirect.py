@@ -130,7 +130,7 @@ async def test_patch_and_delete_drop_the_redis_entry(client):
     assert not await state.cache.redis.exists(key)
     await client.get(f"/{code}")
     await client.delete(f"/api/v1/links/{code}")
-    assert (await client.get(f"/{code}")).status_code == 404
+    assert (await client.get(f"/{code}")).status_code == 410
 
 
 async def test_another_replicas_edit_shows_within_the_local_cache_ttl(client):

@@ -39,7 +39,7 @@ async def test_links_round_trip_through_postgres_and_redis(pg_settings):
         assert not await cache.redis.exists(cache.key(code))
         assert (await client.get(f"/{code}")).headers["location"] == "https://example.com/new"
         assert (await client.delete(f"/api/v1/links/{code}")).status_code == 204
-        assert (await client.get(f"/{code}")).status_code == 404
+        assert (await client.get(f"/{code}")).status_code == 410
 
 
 async def test_readiness_checks_postgres_migrations_and_redis(pg_settings):
@@ -94,7 +94,7 @@ async def test_an_edit_on_one_replica_reaches_another_within_the_local_ttl(pg_se
         assert location == "https://example.com/moved"
         await replica_a.delete(f"/api/v1/links/{code}")
         await asyncio.sleep(settings.local_cache_ttl_seconds + 0.05)
-        assert (await replica_b.get(f"/{code}")).status_code == 404
+        assert (await replica_b.get(f"/{code}")).status_code == 410
 
 
 def _free_port() -> int:

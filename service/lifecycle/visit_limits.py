@@ -1,0 +1,156 @@
+"""``max_visits``: a limited link admits exactly N visitors in total, across every replica.
+
+Each visit of a limited link is one Redis script call on the link's counter
+(below); links without a limit never reach this module. The count goes to
+SQL, the truth, in the background: each replica adds what it admitted to
+``links.visit_count`` every second (``flush``). So:
+
+- while Redis is up, admission is exact (the script is atomic);
+- after a Redis flush or restart the counter is reloaded from SQL, which
+  lacks at most the last second of each replica's admissions: that many
+  visitors may be admitted again (the documented bound);
+- with Redis away, each admission is a conditional UPDATE in SQL
+  (``visit_count < max_visits``), exact but slower, after this replica has
+  written what it admitted through Redis.
+
+Key: ``lg:{<code>}:visits``, the link's hash tag, so it shares the cached
+link's Cluster slot. TTL: a day from its load; it is reloaded from SQL after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from redis.exceptions import NoScriptError, RedisError
+
+from .. import metrics
+from ..errors import StorageUnavailable
+from ..store import sql
+from .bots import is_bot, user_agent_of
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+COUNTER_TTL_SECONDS = 86400
+
+# KEYS[1]: the link's counter. ARGV[1]: max_visits; ARGV[2]: 1 to count this
+# visit, 0 only to ask (a bot's visit, which does not count).
+# Returns the count after this visit when admitted, -1 when the link is used
+# up, -2 when the counter is not loaded (the caller loads it from SQL with
+# SET NX, then calls again).
+ADMIT = """
+local n = redis.call('GET', KEYS[1])
+if not n then
+  return -2
+end
+n = tonumber(n)
+if n >= tonumber(ARGV[1]) then
+  return -1
+end
+if tonumber(ARGV[2]) == 0 then
+  return n
+end
+return redis.call('INCR', KEYS[1])
+"""
+_ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class VisitLimits:
+    """Admission for limited links, and the background flush of their counts to SQL."""
+
+    def __init__(self, redis, db: sql.Database, *, prefix: str, count_bots: bool = False,
+                 timeout_seconds: float = 0.5, clock: Callable[[], datetime] = utc_now) -> None:
+        self._redis = redis
+        self._db = db
+        self._prefix = prefix
+        self._count_bots = count_bots
+        self._timeout = timeout_seconds
+        self._clock = clock
+        # Admitted through Redis, not yet added to SQL: code -> visits.
+        self._pending: dict[str, int] = {}
+
+    def key(self, code: str) -> str:
+        return f"{self._prefix}{{{code}}}:visits"
+
+    async def admit(self, code: str, max_visits: int, scope) -> bool:
+        """True: redirect this visitor (counted unless a bot); False: the link is used up."""
+        counts = 1 if self._count_bots or not is_bot(user_agent_of(scope)) else 0
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await self._call(code, max_visits, counts)
+                if result == -2:
+                    await self._load(code)
+                    result = await self._call(code, max_visits, counts)
+        except _REDIS_DOWN as exc:
+            metrics.REDIS_ERRORS.labels(operation="visit-limit").inc()
+            log.warning("visit limit of %s through SQL, redis failed: %s", code, exc)
+            return await self._admit_in_sql(code, counts)
+        if result < 0:
+            return False
+        if counts:
+            self._pending[code] = self._pending.get(code, 0) + 1
+        return True
+
+    async def _call(self, code: str, max_visits: int, counts: int) -> int:
+        try:
+            return int(await self._redis.evalsha(_ADMIT_SHA, 1, self.key(code), max_visits, counts))
+        except NoScriptError:
+            return int(await self._redis.eval(ADMIT, 1, self.key(code), max_visits, counts))
+
+    async def _load(self, code: str) -> None:
+        """Put SQL's count (plus what this replica admitted and has not written yet) in Redis."""
+        async with self._db.read_connection() as connection:
+            counted = await sql.visit_count(connection=connection, code=code)
+        await self._redis.set(self.key(code), counted + self._pending.get(code, 0), nx=True,
+                              ex=COUNTER_TTL_SECONDS)
+
+    async def _admit_in_sql(self, code: str, counts: int) -> bool:
+        await self.flush()
+        try:
+            async with self._db.transaction() as session:
+                return await sql.count_visit(session=session, code=code, counts=bool(counts), now=self._clock())
+        except StorageUnavailable:
+            # Neither store answers: a limit that cannot be checked is not passed.
+            return False
+
+    async def flush(self) -> int:
+        """Add what this replica admitted to SQL; returns how many visits were written."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            async with self._db.transaction() as session:
+                await sql.add_visits(session=session, counts=pending, now=self._clock())
+        except StorageUnavailable:
+            for code, count in pending.items():
+                self._pending[code] = self._pending.get(code, 0) + count
+            raise
+        return sum(pending.values())
+
+    async def flush_forever(self, every_seconds: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.flush()
+            except StorageUnavailable:
+                log.debug("visit counts not written; kept for the next round")
+
+    def pending(self, code: str) -> int:
+        """Visits this replica admitted for `code` that SQL does not count yet."""
+        return self._pending.get(code, 0)
+
+    async def forget(self, code: str) -> None:
+        """Drop the Redis counter (after SQL's count changed underneath it); best effort."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.delete(self.key(code))
+        except _REDIS_DOWN:
+            pass
