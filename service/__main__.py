@@ -182,6 +182,88 @@ def cmd_revoke_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_links(action):
+    """Run `action(app)` inside the app's lifespan (SQL, the cache, the key service), no server."""
+    import asyncio
+
+    from .app import create_app
+
+    settings = _settings()
+
+    async def run():
+        app = create_app(settings, configure_logs=False, tune_gc=False)
+        async with app.router.lifespan_context(app):
+            return await action(app)
+
+    return asyncio.run(run())
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .lifecycle import transfer
+
+    fmt = args.format or ("jsonl" if args.file.endswith((".jsonl", ".ndjson")) else "csv")
+
+    async def run(app):
+        owner_id = None
+        if args.owner:
+            owner_id = (await app.state.keys.get_by_name(args.owner)).id
+        progress = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            progress = tqdm(unit=" rows", unit_scale=True, file=sys.stderr)
+        try:
+            with transfer.open_text(args.file) as stream:
+                return await transfer.import_links(app.state.links, transfer.read_rows(stream, fmt),
+                                                   owner_id=owner_id, progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+
+    from .errors import KeyNotFound
+
+    try:
+        report = _with_links(run)
+    except KeyNotFound:
+        sys.exit(f"linkgate: --owner: no key is named '{args.owner}'")
+    except (OSError, ValueError) as exc:
+        sys.exit(f"linkgate: {args.file}: {exc}")
+    for number, reason in report.refused[:100]:
+        print(f"line {number}: {reason}")
+    if len(report.refused) > 100:
+        print(f"... and {len(report.refused) - 100} more refused lines")
+    print(f"linkgate: {report.summary()}")
+    return 1 if report.refused and not (report.created or report.skipped) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .lifecycle import transfer
+
+    async def run(app):
+        return await transfer.export_links(app.state.links, sys.stdout, args.format)
+
+    count = _with_links(run)
+    print(f"linkgate: exported {count} links", file=sys.stderr)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    try:
+        before = datetime.fromisoformat(args.gone_before)
+    except ValueError:
+        sys.exit("linkgate: --gone-before takes a date (YYYY-MM-DD) or an RFC 3339 time")
+    before = before.replace(tzinfo=UTC) if before.tzinfo is None else before
+
+    async def run(app):
+        return await app.state.links.purge_gone(before=before)
+
+    codes = _with_links(run)
+    print(f"linkgate: purged {len(codes)} links gone before {before:%Y-%m-%d %H:%M} UTC; their codes stay reserved")
+    return 0
+
+
 def settings_table() -> str:
     """The README's settings table, straight from the Settings class."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
@@ -225,6 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     revoke_key = commands.add_parser("revoke-key", help="revoke an API key by name")
     revoke_key.add_argument("name", help="the key's name")
     revoke_key.set_defaults(run=cmd_revoke_key)
+    importer = commands.add_parser("import", help="create links from a CSV or JSON Lines file (safe to run twice)")
+    importer.add_argument("file", help="the file, or - for standard input")
+    importer.add_argument("--owner", help="name of the key that will own the links (default: none)")
+    importer.add_argument("--format", choices=["csv", "jsonl"], help="default: by the file's ending, else csv")
+    importer.set_defaults(run=cmd_import)
+    exporter = commands.add_parser("export", help="write every live link to stdout, as import reads them")
+    exporter.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    exporter.set_defaults(run=cmd_export)
+    purge = commands.add_parser("purge", help="delete links expired or used up before a date (codes stay reserved)")
+    purge.add_argument("--gone-before", required=True, metavar="DATE", help="YYYY-MM-DD or an RFC 3339 time")
+    purge.set_defaults(run=cmd_purge)
     table = commands.add_parser("settings", help="print every setting, its default and meaning (Markdown)")
     table.set_defaults(run=cmd_settings)
     args = parser.parse_args(argv)

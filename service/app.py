@@ -89,11 +89,11 @@ class LinkgateApp(FastAPI):
             # (Counted and logged as HEAD: see HEAD_AS_GET.)
             as_get = {**scope, "method": "GET", HEAD_AS_GET: True}
             return await super().__call__(as_get, receive, _without_body(send))
-        if scope["type"] == "http" and _declared_length(scope) > MAX_BODY_BYTES:
+        if scope["type"] == "http" and _declared_length(scope) > _body_limit(scope["path"]):
             # Refused before a byte of it is read, as problem JSON.
             response = problems.problem(
                 413, "too-large", "Request body too large",
-                f"The body is larger than {MAX_BODY_BYTES} bytes.", instance=scope["path"],
+                f"The body is larger than {_body_limit(scope['path'])} bytes.", instance=scope["path"],
             )
             return await response(scope, receive, send)
         await super().__call__(scope, receive, send)
@@ -108,6 +108,10 @@ def _without_body(send):
         await send(message)
 
     return send_head
+
+
+def _body_limit(path: str) -> int:
+    return links_api.BATCH_MAX_BODY_BYTES if path == "/api/v1/links/batch" else MAX_BODY_BYTES
 
 
 def _declared_length(scope) -> int:
@@ -284,6 +288,7 @@ def create_app(
     problems.install(app)
     app.include_router(links_api.router)
     app.include_router(keys_api.router)
+    app.include_router(links_api.tags_router)
     app.include_router(health.router)
     # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
     app.add_middleware(AccessGate)

@@ -140,11 +140,12 @@ class LinkService:
         self, *, status: int, title: str | None = None, tags: list[str] | None = None,
         valid_since: datetime | None = None, valid_until: datetime | None = None,
         max_visits: int | None = None, disabled: bool = False, fallback_url: str | None = None,
+        past_allowed: bool = False,
     ) -> dict:
         """The lifecycle columns of a new link, checked; only those that differ from a plain link."""
         valid_since, valid_until = in_utc(valid_since, "valid_since"), in_utc(valid_until, "valid_until")
         check_window(valid_since, valid_until)
-        if valid_until is not None and valid_until <= self.clock():
+        if valid_until is not None and valid_until <= self.clock() and not past_allowed:
             raise InvalidInput("valid_until", "is in the past: the link would be gone before it is made")
         check_permanent(status, max_visits)
         values = {
@@ -260,6 +261,26 @@ class LinkService:
         await self._cache_new(links)
         return links
 
+    async def purge_gone(self, *, before: datetime) -> list[str]:
+        """Delete links expired or used up before `before`; returns their codes."""
+        async with self.db.transaction() as session:
+            codes = await sql.purge_gone(session=session, before=before, now=self.clock())
+        for code in codes:
+            await self._invalidate(code)
+        return codes
+
+    # --- for imports (lifecycle.transfer) ---------------------------------
+
+    def normalise(self, url: str) -> str:
+        return normalise_target(url, self.target_rules)
+
+    def lifecycle_for_import(self, *, status: int, **fields) -> dict:
+        """As for a create, except that an exported link that expired may come back expired."""
+        return self._new_lifecycle(status=status, past_allowed=True, **fields)
+
+    async def clear_misses(self, codes: list[str]) -> None:
+        await self._clear_misses(codes)
+
     async def _clear_misses(self, codes: list[str]) -> None:
         for code in codes:
             self._changed(code)
@@ -297,6 +318,11 @@ class LinkService:
             before = rows[-1][0]
         return warmed
 
+    async def tag_counts(self, *, grant: Grant) -> list[tuple[str, int]]:
+        """The tags on the links the grant reaches, with how many links carry each."""
+        async with self.db.reading() as session:
+            return await sql.tag_counts(session=session, visible=grant.visibility)
+
     async def tags(self, links: list[Link]) -> dict[int, list[str]]:
         """Each link's tags, by row id (from the link when it carries them, else in one query)."""
         known = {link.id: link.tags for link in links if hasattr(link, "tags")}
@@ -315,7 +341,7 @@ class LinkService:
         return link
 
     async def list(
-        self, *, grant: Grant, limit: int | None, cursor: str | None
+        self, *, grant: Grant, limit: int | None, cursor: str | None, filters: sql.LinkFilter = sql.LinkFilter()
     ) -> tuple[list[Link], str | None]:
         page = limit or self.settings.list_default_limit
         if not 1 <= page <= self.settings.list_max_limit:
@@ -323,7 +349,8 @@ class LinkService:
         before = decode_cursor(cursor) if cursor else None
         async with self.db.reading() as session:
             links = await sql.list_live_links(
-                session=session, limit=page + 1, before_id=before, visible=grant.visibility
+                session=session, limit=page + 1, before_id=before, visible=grant.visibility,
+                filters=filters, now=self.clock(),
             )
         if len(links) > page:
             links = links[:page]

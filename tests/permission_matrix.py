@@ -22,6 +22,9 @@ ROUTES = {
     "read link": ("GET", "/api/v1/links/{code}", None),
     "change link": ("PATCH", "/api/v1/links/{code}", {"url": "https://example.com/changed"}),
     "delete link": ("DELETE", "/api/v1/links/{code}", None),
+    "block link": ("PATCH", "/api/v1/links/{code}", {"blocked": True}),
+    "create links in batch": ("POST", "/api/v1/links/batch", {"links": [{"url": "https://example.com/b"}]}),
+    "list tags": ("GET", "/api/v1/tags", None),
     "create key": ("POST", "/api/v1/keys", {"role": "reader"}),
     "list keys": ("GET", "/api/v1/keys", None),
     "read key": ("GET", "/api/v1/keys/{key}", None),
@@ -37,6 +40,8 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "read link": {"own": 200, "other": 200, "legacy": 200},
         "change link": {"own": 200, "other": 200, "legacy": 200},
         "delete link": {"own": 204, "other": 204, "legacy": 204},
+        "block link": {"own": 200, "other": 200, "legacy": 200},
+        "create links in batch": 200, "list tags": 200,
         "create key": 201, "list keys": 200, "read key": 200, "revoke key": 204,
     },
     "editor": {
@@ -44,6 +49,8 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "read link": {"own": 200, "other": 404, "legacy": 404},
         "change link": {"own": 200, "other": 404, "legacy": 404},
         "delete link": {"own": 204, "other": 404, "legacy": 404},
+        "block link": {"own": 403, "other": 403, "legacy": 403},
+        "create links in batch": 200, "list tags": 200,
         "create key": 403, "list keys": 403, "read key": 403, "revoke key": 403,
     },
     "reader": {
@@ -51,6 +58,8 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "read link": {"other": 200, "legacy": 200},
         "change link": {"other": 403, "legacy": 403},
         "delete link": {"other": 403, "legacy": 403},
+        "block link": {"other": 403, "legacy": 403},
+        "create links in batch": 403, "list tags": 200,
         "create key": 403, "list keys": 403, "read key": 403, "revoke key": 403,
     },
     "none": {
@@ -58,6 +67,8 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "read link": {"other": 401, "legacy": 401},
         "change link": {"other": 401, "legacy": 401},
         "delete link": {"other": 401, "legacy": 401},
+        "block link": {"other": 401, "legacy": 401},
+        "create links in batch": 401, "list tags": 401,
         "create key": 401, "list keys": 401, "read key": 401, "revoke key": 401,
     },
 }
@@ -127,11 +138,17 @@ async def check_case(client: httpx.AsyncClient, role: str, route: str, whose: st
             assert after.json()["updated_by"] == f"{role}-{tag}"
         else:
             assert after.json() == before
+    elif route == "block link":
+        assert after.json()["blocked"] is (expected == 200)
+        assert after.json()["status"] == ("blocked" if expected == 200 else "active")
     elif route == "delete link":
         assert after.status_code == (404 if expected == 204 else 200)
     elif route == "revoke key":
         still = await client.get("/api/v1/links", headers=bearer(victim))
         assert still.status_code == (401 if expected == 204 else 200)
+    elif route == "create links in batch" and expected == 200:
+        assert [item["status"] for item in response.json()["results"]] == [201]
+        assert response.json()["results"][0]["link"]["created_by"] == f"{role}-{tag}"
     elif route == "create link" and expected == 201:
         assert response.json()["created_by"] == f"{role}-{tag}"
     elif route == "list links" and expected == 200:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from ..access.keys import KeyService
 from ..errors import InvalidInput
-from ..lifecycle.state import LinkFlags, status_of
-from ..links import LinkService
+from ..lifecycle.state import LinkFlags, normal_tags, status_of
+from ..links import LinkService, in_utc
+from ..store.sql import LinkFilter
 from ..store.models import Link
 from . import problems
 from .auth import CreateLinks, DeleteLinks, MayBlockLinks, ReadLinks, UpdateLinks
-from .models import LinkCreate, LinkOut, LinkPage, LinkUpdate
+from .models import BatchItem, BatchRequest, BatchResult, LinkCreate, LinkOut, LinkPage, LinkUpdate, TagCount, TagList
 
 router = APIRouter(prefix="/api/v1/links", tags=["links"])
 
@@ -86,6 +91,9 @@ async def create_link(
     return (await to_out([link], links, request))[0]
 
 
+StatusName = Literal["active", "scheduled", "expired", "exhausted", "disabled", "blocked"]
+
+
 @router.get("", response_model=LinkPage, responses=_ALWAYS)
 async def list_links(
     grant: ReadLinks,
@@ -93,9 +101,18 @@ async def list_links(
     request: Request,
     limit: Annotated[int | None, Query(ge=1, description="Page size (capped by the operator).")] = None,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")] = None,
+    tag: Annotated[list[str] | None, Query(max_length=20, description="Repeatable: links with every one of these tags.")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200, description="Substring of the code, URL or title, any case.")] = None,
+    status: Annotated[StatusName | None, Query(description="Only links in this derived status.")] = None,
+    created_after: Annotated[AwareDatetime | None, Query(description="RFC 3339 with a time zone.")] = None,
+    created_before: Annotated[AwareDatetime | None, Query(description="RFC 3339 with a time zone.")] = None,
 ) -> LinkPage:
-    """List the links this key may see, newest first."""
-    page, next_cursor = await links.list(grant=grant, limit=limit, cursor=cursor)
+    """List the links this key may see, newest first, filtered by tags, text, status and creation time."""
+    filters = LinkFilter(
+        tags=tuple(normal_tags(tag) or ()), q=q, status=status,
+        created_after=in_utc(created_after, "created_after"), created_before=in_utc(created_before, "created_before"),
+    )
+    page, next_cursor = await links.list(grant=grant, limit=limit, cursor=cursor, filters=filters)
     return LinkPage(data=await to_out(page, links, request), next_cursor=next_cursor)
 
 
@@ -123,3 +140,36 @@ async def delete_link(code: str, grant: DeleteLinks, links: LinksDep) -> Respons
     """Delete a link; its code answers 404 from then on and is never reused."""
     await links.delete(code, grant=grant)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+BATCH_MAX_BODY_BYTES = 8 * 1024 * 1024  # 1,000 links with the longest URLs the settings allow
+
+
+@router.post("/batch", response_model=BatchResult, max_body_size=BATCH_MAX_BODY_BYTES,
+             responses={**_BODY, **_ALWAYS})
+async def create_links(body: BatchRequest, grant: CreateLinks, links: LinksDep, request: Request) -> BatchResult:
+    """Create up to 1,000 links in one request; one result per item, in order; a bad item stops no other."""
+
+    async def one(index: int, item: dict) -> BatchItem:
+        try:
+            wanted = LinkCreate.model_validate(item)
+            link = await links.create(grant=grant, **wanted.model_dump(exclude_unset=True, exclude={"query"}),
+                                      query=wanted.query)
+        except Exception as exc:  # noqa: BLE001 - each item's error becomes its own problem
+            described = problems.describe(exc, instance=f"/api/v1/links/batch#{index}")
+            if described is None:
+                raise
+            return BatchItem(index=index, status=described["status"], problem=described)
+        return BatchItem(index=index, status=201, link=(await to_out([link], links, request))[0])
+
+    # Generated codes of the batch go out in one group commit; aliases each in their own transaction.
+    return BatchResult(results=list(await asyncio.gather(*(one(i, item) for i, item in enumerate(body.links)))))
+
+
+tags_router = APIRouter(prefix="/api/v1/tags", tags=["links"])
+
+
+@tags_router.get("", response_model=TagList, responses=_ALWAYS)
+async def list_tags(grant: ReadLinks, links: LinksDep) -> TagList:
+    """The tags on the links this key may see, most used first, with how many links carry each."""
+    return TagList(data=[TagCount(tag=tag, links=count) for tag, count in await links.tag_counts(grant=grant)])

@@ -105,3 +105,29 @@ class KeyCreated(KeyOut):
 
 class KeyList(BaseModel):
     data: list[KeyOut]
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    links: list[dict] = Field(..., min_length=1, max_length=1000, description="Up to 1,000 bodies of POST /api/v1/links.")
+
+
+class BatchItem(BaseModel):
+    index: int = Field(..., description="The item's place in the request, from 0.")
+    status: int = Field(..., description="201, or the 4xx this item would have got alone.")
+    link: LinkOut | None = None
+    problem: dict | None = Field(None, description="The item's problem (RFC 9457), when it was refused.")
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItem]
+
+
+class TagCount(BaseModel):
+    tag: str
+    links: int = Field(..., description="Live links with this tag that the key may see.")
+
+
+class TagList(BaseModel):
+    data: list[TagCount]

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -72,17 +72,13 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: object,
 ) -> JSONResponse:
-    # A key pasted into a path or a field by mistake is never echoed back.
-    body: dict[str, object] = {
-        "type": PROBLEM_TYPE_PREFIX + kind,
-        "title": title,
-        "status": status,
-        "detail": redact(detail),
-    }
-    if instance:
-        body["instance"] = redact(instance)
-    body.update(extra)
+    # A key pasted into a path or a field by mistake is never echoed back (problem_body redacts).
+    body = problem_body(status, kind, title, detail, instance=instance, **extra)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _as_response(body: dict) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE)
 
 
 def _field_name(loc: tuple) -> str:
@@ -114,25 +110,48 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def problem_body(status: int, kind: str, title: str, detail: str, *, instance: str | None = None,
+                 **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "type": PROBLEM_TYPE_PREFIX + kind, "title": title, "status": status, "detail": redact(detail),
+    }
+    if instance:
+        body["instance"] = redact(instance)
+    body.update(extra)
+    return body
+
+
+def _validation_problem(errors: list[dict], instance: str | None) -> dict[str, object]:
+    fields = [{"field": _field_name(tuple(err.get("loc", ()))), "reason": err.get("msg", "invalid")}
+              for err in errors]
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in fields)
+    return problem_body(422, "invalid-input", "Invalid input", detail, instance=instance, errors=fields)
+
+
+def describe(exc: Exception, *, instance: str | None = None) -> dict[str, object] | None:
+    """The problem body a refused input gets (for answers that hold several, like a batch);
+    None for an error that is not about the input (the request as a whole fails)."""
+    if isinstance(exc, InvalidInput):
+        return problem_body(422, "invalid-input", "Invalid input", f"{exc.field} {exc.reason}",
+                            instance=instance, errors=[{"field": exc.field, "reason": exc.reason}])
+    if isinstance(exc, ValidationError):
+        return _validation_problem(exc.errors(), instance)
+    if isinstance(exc, AliasTaken):
+        return problem_body(409, "alias-taken", "Alias taken",
+                            f"The alias '{exc.alias}' is in use or was used before; choose another.", instance=instance)
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Map every error linkgate raises, and FastAPI's own, to problem JSON."""
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
-        return problem(
-            422, "invalid-input", "Invalid input", f"{exc.field} {exc.reason}",
-            instance=request.url.path, errors=[{"field": exc.field, "reason": exc.reason}],
-        )
+        return _as_response(describe(exc, instance=request.url.path))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _field_name(tuple(err.get("loc", ()))), "reason": err.get("msg", "invalid")}
-            for err in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-        return problem(422, "invalid-input", "Invalid input", detail,
-                       instance=request.url.path, errors=errors)
+        return _as_response(_validation_problem(list(exc.errors()), request.url.path))
 
     @app.exception_handler(LinkNotFound)
     async def _not_found(request: Request, exc: LinkNotFound) -> JSONResponse:
@@ -141,9 +160,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AliasTaken)
     async def _taken(request: Request, exc: AliasTaken) -> JSONResponse:
-        return problem(409, "alias-taken", "Alias taken",
-                       f"The alias '{exc.alias}' is in use or was used before; choose another.",
-                       instance=request.url.path)
+        return _as_response(describe(exc, instance=request.url.path))
 
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:

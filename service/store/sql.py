@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, any_, bindparam, case, delete, event, func, insert, literal, select, update
+from sqlalchemy import and_, any_, bindparam, case, delete, event, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -270,6 +270,14 @@ async def set_tags(*, session: AsyncSession, link_id: int, tags: list[str]) -> N
         await session.execute(insert(LinkTag), [{"link_id": link_id, "tag": tag} for tag in tags])
 
 
+async def tag_counts(*, session: AsyncSession, visible: Visibility) -> list[tuple[str, int]]:
+    """Each tag on live links `visible` sees, with how many it is on; most used first."""
+    query = visible.apply(
+        select(LinkTag.tag, func.count()).join(Link, Link.id == LinkTag.link_id).where(Link.deleted_at.is_(None))
+    ).group_by(LinkTag.tag).order_by(func.count().desc(), LinkTag.tag)
+    return [(tag, count) for tag, count in (await session.execute(query)).all()]
+
+
 async def tags_of(*, session: AsyncSession, link_ids: list[int]) -> dict[int, list[str]]:
     if not link_ids:
         return {}
@@ -347,11 +355,62 @@ async def newest_live_targets(
     return [(row[0], row[1], _target(row[1:])) for row in rows]
 
 
+@dataclass(frozen=True)
+class LinkFilter:
+    """What a listing asks for; every field optional. Statuses are the derived ones (lifecycle.state)."""
+
+    tags: tuple[str, ...] = ()
+    q: str | None = None
+    status: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def apply(self, query, now: datetime):
+        for tag in self.tags:
+            query = query.where(
+                select(LinkTag.link_id).where(LinkTag.link_id == Link.id, LinkTag.tag == tag).exists()
+            )
+        if self.q:
+            # Bound as a parameter; LIKE's own wildcards in it are escaped.
+            needle = "%" + self.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(
+                func.lower(Link.code).like(needle, escape="\\")
+                | func.lower(Link.url).like(needle, escape="\\")
+                | func.lower(func.coalesce(Link.title, "")).like(needle, escape="\\")
+            )
+        if self.status:
+            query = query.where(status_clause(self.status, now))
+        if self.created_after is not None:
+            query = query.where(Link.created_at > self.created_after)
+        if self.created_before is not None:
+            query = query.where(Link.created_at < self.created_before)
+        return query
+
+
+def status_clause(status: str, now: datetime):
+    """SQL for lifecycle.state.derive_status(...) == status, in the same order of precedence."""
+    blocked = Link.flags.op("&")(2) != 0
+    disabled = Link.flags.op("&")(1) != 0
+    expired = and_(Link.valid_until.is_not(None), Link.valid_until <= now)
+    exhausted = and_(Link.max_visits.is_not(None), Link.visit_count >= Link.max_visits)
+    scheduled = and_(Link.valid_since.is_not(None), Link.valid_since > now)
+    order = [("blocked", blocked), ("disabled", disabled), ("expired", expired), ("exhausted", exhausted),
+             ("scheduled", scheduled)]
+    earlier = []
+    for name, condition in order:
+        if name == status:
+            return and_(condition, *[~c for c in earlier])
+        earlier.append(condition)
+    return and_(*[~c for c in earlier])  # active
+
+
 async def list_live_links(
-    *, session: AsyncSession, limit: int, before_id: int | None, visible: Visibility
+    *, session: AsyncSession, limit: int, before_id: int | None, visible: Visibility,
+    filters: LinkFilter = LinkFilter(), now: datetime | None = None,
 ) -> list[Link]:
-    """Newest first, keyset-paginated on the row id, only what is `visible`."""
+    """Newest first, keyset-paginated on the row id, only what is `visible` and passes `filters`."""
     query = visible.apply(select(Link).where(Link.deleted_at.is_(None), Link.code.is_not(None)))
+    query = filters.apply(query, now or datetime.now(UTC))
     if before_id is not None:
         query = query.where(Link.id < before_id)
     query = query.order_by(Link.id.desc()).limit(limit)
@@ -459,3 +518,77 @@ async def count_visit(*, session: AsyncSession, code: str, counts: bool, now: da
         ).returning(Link.id)
     )).first()
     return admitted is not None
+
+
+# --- import, export, purge ----------------------------------------------------
+
+
+async def existing_codes(*, session: AsyncSession, codes: list[str]) -> dict[str, int | None]:
+    """Which of `codes` are taken (deleted links included: codes are never reused), and by whom."""
+    if not codes:
+        return {}
+    rows = (await session.execute(select(Link.code, Link.created_by_id).where(Link.code.in_(codes)))).all()
+    return {code: owner for code, owner in rows}
+
+
+async def insert_coded_links(*, session: AsyncSession, rows: list[dict], now: datetime) -> None:
+    """Insert links whose code is given: an alias (``is_alias``), or a generated code whose row id
+    comes with it (``id``: an import keeping the codes of an export)."""
+    if not rows:
+        return
+    postgres = session.bind.dialect.name == "postgresql"
+    needs_id = [row for row in rows if row.get("id") is None]
+    if postgres and needs_id:
+        sequence = func.nextval(literal("links_id_seq"))
+        ids = (await session.execute(select(sequence).select_from(func.generate_series(1, len(needs_id))))).scalars().all()
+        for row, row_id in zip(needs_id, ids, strict=True):
+            row["id"] = row_id
+    values = []
+    for row in rows:
+        value = {**_row_values(row, now), "code": row["code"], "is_alias": row.get("is_alias", False)}
+        if row.get("id") is not None:
+            value["id"] = row["id"]
+        values.append(value)
+    if postgres:
+        await session.execute(insert(Link), values)
+        # Ids given by an import must never be handed out again by the sequence.
+        await session.execute(text(
+            "SELECT setval('links_id_seq', GREATEST((SELECT MAX(id) FROM links), "
+            "(SELECT last_value FROM links_id_seq)))"
+        ))
+        ids = [value["id"] for value in values]
+    else:
+        ids = []
+        for value in values:  # SQLite: AUTOINCREMENT takes explicit ids and moves past them
+            ids.append((await session.execute(insert(Link).returning(Link.id), [value])).scalar_one())
+    tags = [{"link_id": row_id, "tag": tag} for row_id, row in zip(ids, rows, strict=True) for tag in row.get("tags") or ()]
+    if tags:
+        await session.execute(insert(LinkTag), tags)
+
+
+async def export_links(*, session: AsyncSession, after_id: int, limit: int) -> list[tuple[Link, list[str]]]:
+    """Live links in id order (keyset after `after_id`), with their tags."""
+    links = list((await session.execute(
+        select(Link).where(Link.deleted_at.is_(None), Link.code.is_not(None), Link.id > after_id)
+        .order_by(Link.id).limit(limit)
+    )).scalars())
+    ids = [link.id for link in links]
+    tags: dict[int, list[str]] = {}
+    if ids:
+        for link_id, tag in (await session.execute(
+            select(LinkTag.link_id, LinkTag.tag).where(LinkTag.link_id.in_(ids)).order_by(LinkTag.tag)
+        )).all():
+            tags.setdefault(link_id, []).append(tag)
+    return [(link, tags.get(link.id, [])) for link in links]
+
+
+async def purge_gone(*, session: AsyncSession, before: datetime, now: datetime) -> list[str]:
+    """Delete (keeping the rows, so codes stay reserved) links expired or used up before `before`."""
+    gone = and_(
+        Link.deleted_at.is_(None),
+        (Link.valid_until.is_not(None) & (Link.valid_until < before)) | (Link.gone_at.is_not(None) & (Link.gone_at < before)),
+    )
+    codes = list((await session.execute(select(Link.code).where(gone))).scalars())
+    if codes:
+        await session.execute(update(Link).where(gone).values(deleted_at=now))
+    return codes
