@@ -199,8 +199,11 @@ def _with_links(action):
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from .app import tune_garbage_collector
     from .lifecycle import transfer
 
+    # A million rows make millions of short-lived objects: the server's GC settings fit.
+    tune_garbage_collector()
     fmt = args.format or ("jsonl" if args.file.endswith((".jsonl", ".ndjson")) else "csv")
 
     async def run(app):

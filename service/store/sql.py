@@ -257,11 +257,21 @@ async def insert_generated_links(
         ids_codes = [(row_id, encode(row_id)) for row_id in result.scalars().all()]
         # ORM bulk UPDATE by primary key: one executemany.
         await session.execute(update(Link), [{"id": row_id, "code": code} for row_id, code in ids_codes])
-    tags = [{"link_id": row_id, "tag": tag}
-            for (row_id, _), row in zip(ids_codes, rows, strict=True) for tag in row.get("tags") or ()]
-    if tags:
-        await session.execute(insert(LinkTag), tags)
+    tags = [(row_id, tag) for (row_id, _), row in zip(ids_codes, rows, strict=True) for tag in row.get("tags") or ()]
+    await _insert_tags(session, tags)
     return ids_codes
+
+
+async def _insert_tags(session: AsyncSession, tags: list[tuple[int, str]]) -> None:
+    if not tags:
+        return
+    if session.bind.dialect.name == "postgresql":
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(LinkTag.__tablename__, records=tags,
+                                                          columns=("link_id", "tag"))
+    else:
+        await session.execute(insert(LinkTag), [{"link_id": link_id, "tag": tag} for link_id, tag in tags])
 
 
 async def set_tags(*, session: AsyncSession, link_id: int, tags: list[str]) -> None:
@@ -561,9 +571,8 @@ async def insert_coded_links(*, session: AsyncSession, rows: list[dict], now: da
         ids = []
         for value in values:  # SQLite: AUTOINCREMENT takes explicit ids and moves past them
             ids.append((await session.execute(insert(Link).returning(Link.id), [value])).scalar_one())
-    tags = [{"link_id": row_id, "tag": tag} for row_id, row in zip(ids, rows, strict=True) for tag in row.get("tags") or ()]
-    if tags:
-        await session.execute(insert(LinkTag), tags)
+    await _insert_tags(session, [(row_id, tag) for row_id, row in zip(ids, rows, strict=True)
+                                 for tag in row.get("tags") or ()])
 
 
 async def export_links(*, session: AsyncSession, after_id: int, limit: int) -> list[tuple[Link, list[str]]]:
