@@ -371,14 +371,14 @@ class RedirectGateway:
         limit_headers: list = []
         guard = self.scan_guard
         if guard is not None:
-            decision = guard.note(self._addresses.of(scope))
-            if decision is not None:
-                limit_headers = decision.headers()
-                if not decision.allowed:
+            standing = guard.note(self._addresses.of(scope))
+            if standing is not None:
+                allowed, limit_headers, retry_after = standing
+                if not allowed:
                     await self._problem(
                         send, scope, request_id, 429, "rate-limited", "Too many requests",
                         "Too many unknown codes from this address; try again later.",
-                        extra_headers=[(b"retry-after", str(decision.retry_after).encode()), *limit_headers],
+                        extra_headers=[(b"retry-after", str(retry_after).encode()), *limit_headers],
                     )
                     return 429
         await self._not_found(send, scope, request_id, code, limit_headers)

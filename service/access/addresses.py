@@ -37,6 +37,16 @@ class ClientAddresses:
     def __init__(self, trusted: Iterable[str]) -> None:
         self._trusted: tuple[Network, ...] = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
         self._is_trusted_cache: dict[str, bool] = {}
+        self._normal_cache: dict[str, str] = {}
+
+    def _normal_peer(self, peer: str) -> str:
+        # Peers repeat (keep-alive, NAT): parsing each with ipaddress cost ~4 us a request.
+        normal = self._normal_cache.get(peer)
+        if normal is None:
+            if len(self._normal_cache) > 10_000:
+                self._normal_cache.clear()
+            normal = self._normal_cache[peer] = _normal(peer)
+        return normal
 
     def _is_trusted(self, text: str) -> bool:
         known = self._is_trusted_cache.get(text)
@@ -51,8 +61,10 @@ class ClientAddresses:
     def of(self, scope) -> str:
         client = scope.get("client")
         peer = client[0] if client else "unknown"
-        if not self._trusted or not self._is_trusted(peer):
-            return _normal(peer)
+        if not self._trusted:
+            return self._normal_peer(peer)
+        if not self._is_trusted(peer):
+            return self._normal_peer(peer)
         forwarded: list[str] = []
         for name, value in scope["headers"]:
             if name == b"x-forwarded-for":

@@ -165,3 +165,18 @@ def test_decide_says_how_much_is_left_and_when_one_more_fits(current, previous, 
     assert decision.retry_after == retry
     header = dict(decision.headers())
     assert re.fullmatch(rb'"key";r=\d+;t=\d+', header[b"ratelimit"])
+
+
+@pytest.mark.parametrize("elapsed", [0, 1_500, 29_999, 59_999], ids=lambda e: f"{e}ms-into-window")
+def test_the_unknown_code_fast_path_says_what_decide_says(elapsed):
+    from service.access.limiter import ScanGuard
+
+    rate = Rate(7, 60)
+    clock = WallClock(1_800_000_000 // 60 * 60 + elapsed / 1000)
+    guard = ScanGuard(fakeredis.FakeAsyncRedis(), prefix="t:", rate=rate, clock=clock)
+    guard._shared["198.51.100.1"] = (int(clock() * 1000) // 60_000, 0, 5)  # the previous window held 5
+    for count in range(10):
+        allowed, headers, retry = guard.note("198.51.100.1")
+        current = min(count + 1, guard._pending.get(("198.51.100.1", int(clock() * 1000) // 60_000), 0))
+        reference = decide("unknown-codes", rate, allowed=allowed, current=current, previous=5, elapsed_ms=elapsed)
+        assert (allowed, headers, retry) == (reference.allowed, reference.headers(), reference.retry_after), count
