@@ -14,6 +14,7 @@ from ..access.keys import KeyService
 from ..errors import InvalidInput
 from ..lifecycle.state import LinkFlags, normal_tags, status_of
 from ..links import LinkService, in_utc
+from ..query_filter import QueryPolicy
 from ..store.sql import LinkFilter
 from ..store.models import Link
 from . import problems
@@ -52,13 +53,14 @@ async def to_out(links: list[Link], service: LinkService, request: Request) -> l
     tags = await service.tags(links)
     base = service.settings.public_base_url
     now = service.clock()
+    # model_construct: the fields come from the database; FastAPI validates the answer once more anyway.
     return [
-        LinkOut(
+        LinkOut.model_construct(
             code=link.code,
             short_url=f"{base}/{link.code}",
             url=link.url,
             redirect_status=link.redirect_status,
-            query=link.query_policy,
+            query=QueryPolicy.model_validate(link.query_policy) if link.query_policy else None,
             created_at=link.created_at,
             updated_at=link.updated_at,
             created_by=names.get(link.created_by_id),

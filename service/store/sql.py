@@ -469,6 +469,10 @@ async def find_api_key(*, session: AsyncSession, key_id: str) -> ApiKey | None:
     return (await session.execute(select(ApiKey).where(ApiKey.key_id == key_id))).scalar_one_or_none()
 
 
+async def find_api_keys(*, session: AsyncSession, key_ids: list[str]) -> list[ApiKey]:
+    return list((await session.execute(select(ApiKey).where(ApiKey.key_id.in_(key_ids)))).scalars())
+
+
 async def find_api_key_by_name(*, session: AsyncSession, name: str) -> ApiKey | None:
     return (await session.execute(select(ApiKey).where(ApiKey.name == name))).scalar_one_or_none()
 
