@@ -47,7 +47,7 @@ from service.config import Settings
 from service.query_filter import FilterLimits, QueryPolicy, compile_filter
 
 from . import ceiling as ceiling_app
-from . import machine, report, seed, stack, verify, wrk
+from . import machine, report, seed, stack, verify, workloads, wrk
 from .report import Check, Figure, Report, WorkloadResult
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -440,20 +440,17 @@ async def run(config: Config) -> int:
     if not postgres or not redis_url:
         log("bench: PostgreSQL and/or Redis did not answer on 127.0.0.1: using the embedded default for those")
 
-    main = stack.Storage("linkgate_bench", "lgbench:", admin, redis_url, workdir)
-    small = stack.Storage("linkgate_bench_10k", "lgbench10k:", admin, redis_url, workdir)
+    storages = {
+        "main": stack.Storage("linkgate_bench", "lgbench:", admin, redis_url, workdir),
+        "small": stack.Storage("linkgate_bench_10k", "lgbench10k:", admin, redis_url, workdir),
+    }
+    main, small = storages["main"], storages["small"]
     ceilings: list[WorkloadResult] = []
-    workloads: list[WorkloadResult] = []
+    results: list[WorkloadResult] = []
     figures: list[Figure] = []
     notes: list[str] = []
     verify_n = config.verify_samples
-    run_tag = f"{started:%Y%m%d%H%M%S}"
-    seeded = seeded_small = None
-    unknown_pool: list[str] = []
-    unknown_checked: list[str] = []
-
-    def ceiling_check(server):
-        return lambda: verify.ceiling(server.base_url, ceiling_app.LOCATION, verify_n)
+    data: workloads.Data | None = None
 
     try:
         log("bench: creating and migrating the bench databases")
@@ -467,16 +464,27 @@ async def run(config: Config) -> int:
         seed_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_seed)
         log(f"bench: seeding {config.small_links:,} links into the second database")
         seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
-        codes_file = seed.write_codes(workdir / "codes.txt", seeded.codes)
-        small_file = seed.write_codes(workdir / "codes-small.txt", seeded_small.codes)
-        settings = bench.settings(main)
         unknown_all = seed.unknown_codes(
-            seeded.codes, config.unknown_codes + verify_n, alphabet=settings.hashids_alphabet, rng=bench.rng
+            seeded.codes, config.unknown_codes + verify_n, alphabet=bench.settings(main).hashids_alphabet,
+            rng=bench.rng,
         )
         bench.rng.shuffle(unknown_all)
         # wrk draws from the pool; the check after it asks for codes wrk never sent
         unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes :]
-        unknown_file = seed.write_codes(workdir / "unknown.txt", unknown_pool)
+        data = workloads.Data(
+            links=config.links,
+            small_links=config.small_links,
+            verify_samples=verify_n,
+            rng=bench.rng,
+            run_tag=f"{started:%Y%m%d%H%M%S}",
+            seeded=seeded,
+            seeded_small=seeded_small,
+            codes_file=seed.write_codes(workdir / "codes.txt", seeded.codes),
+            small_file=seed.write_codes(workdir / "codes-small.txt", seeded_small.codes),
+            unknown_file=seed.write_codes(workdir / "unknown.txt", unknown_pool),
+            unknown_pool=unknown_pool,
+            unknown_checked=unknown_checked,
+        )
         figures.append(Figure(
             f"seeding {config.links:,} links (bulk_create, {config.chunk:,} a call)",
             f"{seeded.rate:,.0f} links/s ({seeded.seconds:.1f} s)",
@@ -491,121 +499,54 @@ async def run(config: Config) -> int:
         async def ceiling_run(script: str, args: list[str]) -> WorkloadResult:
             result = await bench.workload(
                 ceiling_server, "ceiling", f"ceiling run {len(ceilings) + 1} ({script})", script, args,
-                expected_status=None, check=ceiling_check(ceiling_server), seconds=config.ceiling_seconds,
+                expected_status=None, seconds=config.ceiling_seconds,
+                check=lambda: verify.ceiling(ceiling_server.base_url, ceiling_app.LOCATION, verify_n),
             )
             ceilings.append(result)
             return result
 
-        async def measured(server, key: str, title: str, script: str, args: list[str], **kwargs) -> WorkloadResult:
-            """A service workload between two ceiling runs sent the same requests; its ratio uses their mean."""
-            before = await ceiling_run(script, args)
-            result = await bench.workload(server, key, title, script, args, **kwargs)
-            result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run(script, args))
-            workloads.append(result)
-            return result
-
-        # Unknown codes first, on a service process of their own: stopping it closes its SQL
-        # connections, which makes PostgreSQL's per-index counters exact (see Storage.code_lookups).
-        log(f"bench: the service on {config.links:,} links: unknown codes")
-        seed_arg = lambda: str(bench.rng.randrange(1, 2**31))  # noqa: E731
         miss_ttl = bench.settings(main).cache_miss_ttl_seconds
         loads_per_code = -(-config.seconds // miss_ttl)  # one per code per miss-TTL the run spans
-        redis_misses: list[int] = []
-
-        async def count_misses(result: WorkloadResult, before, after) -> None:
-            redis_misses.append(
-                int(counter_delta(before, after, "linkgate_cache_lookups_total", layer="redis", result="miss"))
-            )
-
-        lookups_before = await _code_lookups(main)
-        server = await bench.start_service(main, "service-unknown")
-        unknown = await measured(
-            server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
-            [str(unknown_file), "", seed_arg()], expected_status=404,
-            check=lambda: verify.not_found(server.base_url, unknown_checked),
-            after=count_misses,
-        )
-        await bench.stop(server)
-        lookups_after = await _code_lookups(main)
-        unknown.checks += _sql_lookup_checks(
-            unknown, lookups_before, lookups_after, redis_misses,
-            extra_codes=len(unknown_checked), loads_per_code=loads_per_code,
-        )
-
-        # The uniform runs measure the steady state, where Redis holds the links
-        # being visited (imports do not fill it): warm it the way an operator
-        # would after an import, and report what that took.
-        for storage, count, label in ((main, config.links, "main"), (small, config.small_links, "small")):
-            warmed = await bench.warm_cache(storage, count)
-            figures.append(Figure(f"warming Redis with {count:,} links ({label}; `python -m service warm-cache`)", warmed))
-            check_interrupted()
-
-        log(f"bench: the service on {config.links:,} links: the other workloads")
-        server = await bench.start_service(main, "service")
-        hot_index = config.links // 2
-        hot_code = seeded.codes[hot_index]
-        await measured(
-            server, "hot", "hot: one code", "hot.lua", [hot_code], expected_status=302,
-            check=lambda: verify.redirects(
-                server.base_url, [(hot_code, seed.target_url(hot_index))] * verify_n
-            ),
-        )
-
-        memory_before_uniform = await _used_memory(redis_url)
-        uniform = await measured(
-            server, "uniform", f"uniform over {config.links:,} links", "codes.lua", [str(codes_file), "", seed_arg()],
-            expected_status=302,
-            check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded.codes, verify_n, bench.rng)),
-        )
-        uniform_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_uniform)
-        figures.append(await _memory_figure(redis_url, main.redis_prefix, [
-            ("while seeding", seed_growth), ("during the uniform run", uniform_growth),
-        ]))
-
-        await measured(
-            server, "uniform_query", f"uniform over {config.links:,}, with `?{seed.VISITOR_QUERY}`",
-            "codes.lua", [str(codes_file), "?" + seed.VISITOR_QUERY, seed_arg()],
-            expected_status=302,
-            check=lambda: verify.redirects(
-                server.base_url,
-                verify.seeded_sample(seeded.codes, verify_n, bench.rng, query=seed.VISITOR_QUERY),
-                query=seed.VISITOR_QUERY,
-            ),
-        )
-
-        await measured(
-            server, "create", "create: POST /api/v1/links", "create.lua", [run_tag], expected_status=201,
-            check=lambda: verify.creates(server.base_url, run_tag, verify_n),
-        )
-        await bench.stop(server)
-
-        log(f"bench: the service on {config.small_links:,} links")
-        server = await bench.start_service(small, "service-small")
-        small_result = await measured(
-            server, "uniform_small", f"uniform over {config.small_links:,} links", "codes.lua",
-            [str(small_file), "", seed_arg()], expected_status=302,
-            check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded_small.codes, verify_n, bench.rng)),
-        )
-        await bench.stop(server)
+        memory_growth: list[tuple[str, tuple[int, int] | None]] = [("while seeding", seed_growth)]
+        for process in workloads.PROCESSES:
+            storage = storages[process.storage]
+            if process.warms_redis_first:
+                count = config.links if process.storage == "main" else config.small_links
+                warmed = await bench.warm_cache(storage, count)
+                figures.append(Figure(
+                    f"warming Redis with {count:,} links ({process.storage}; `python -m service warm-cache`)", warmed
+                ))
+                check_interrupted()
+            log(f"bench: the service on {storage_links(config, process.storage):,} links: {process.what}")
+            lookups_before = await _code_lookups(storage) if process.counts_sql_lookups else None
+            server = await bench.start_service(storage, process.name)
+            for row in workloads.of_process(process.name):
+                script, args = row.script, row.args(data)
+                memory_before = await _used_memory(redis_url) if row.key == "uniform" else None
+                before = await ceiling_run(script, args)
+                result = await bench.workload(
+                    server, row.key, row.title(data), script, args, expected_status=row.expected_status,
+                    check=lambda row=row, url=server.base_url: row.check(data, url),
+                )
+                result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run(script, args))
+                results.append(result)
+                if row.key == "uniform":
+                    memory_growth.append(("during the uniform run", await _memory_growth(
+                        redis_url, main.redis_prefix, memory_before
+                    )))
+                    figures.append(await _memory_figure(redis_url, main.redis_prefix, memory_growth))
+            await bench.stop(server)
+            if process.counts_sql_lookups:
+                lookups_after = await _code_lookups(storage)
+                for result in results:
+                    if result.key == "unknown":
+                        misses = int(dict(bench.lookups).get(result.title, {}).get("sql", 0))
+                        result.checks += _sql_lookup_checks(
+                            result, lookups_before, lookups_after, [misses],
+                            extra_codes=len(unknown_checked), loads_per_code=loads_per_code,
+                        )
         await bench.stop(ceiling_server)
-        if uniform.wrk and small_result.wrk:
-            shares = dict(bench.lookups)
-            sql = [
-                f"{counts['sql'] / total:.0%}" if (total := sum(counts.values())) else "-"
-                for counts in (shares.get(small_result.title, {}), shares.get(uniform.title, {}))
-            ]
-            measured = (
-                f"{config.small_links:,}: {small_result.wrk.requests_per_s:,.0f} req/s, "
-                f"{config.links:,}: {uniform.wrk.requests_per_s:,.0f} req/s, ratio "
-                f"{report.scaling_ratio(small_result.wrk.requests_per_s, uniform.wrk.requests_per_s):.2f} "
-                f"(lookups answered by SQL: {sql[0]} and {sql[1]})"
-            )
-        else:
-            measured = "a run is missing"
-        figures.append(Figure(
-            f"uniform throughput, {config.small_links:,} vs {config.links:,} links", measured,
-            "within 20% (slower/faster >= 0.80)", report.judge_scaling(small_result, uniform),
-        ))
+        figures.append(_scaling_figure(config, results, bench.lookups))
 
         log("bench: query filter cost per call")
         for name, micros in _pinned(bench.server_cpu, filter_costs):
@@ -614,30 +555,30 @@ async def run(config: Config) -> int:
         log("bench: cleaning up")
         for server in list(bench.servers):
             await bench.stop(server)
-        for storage in (main, small):
+        for storage in storages.values():
             try:
                 await storage.drop()
             except Exception as exc:  # keep cleaning the rest
                 log(f"bench: could not drop {storage.name}: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
 
-    if unknown_pool:
+    if data is not None:
         notes.append(
-            f"Unknown codes: {len(unknown_pool):,} random codes of the seeded codes' lengths and alphabet that "
+            f"Unknown codes: {len(data.unknown_pool):,} random codes of the seeded codes' lengths and alphabet that "
             "no link has, drawn uniformly with replacement, so codes repeat within the run and the miss "
             "cache must answer the repeats; this workload runs first, on a service process of its own. "
             "SQL lookups are counted exactly on PostgreSQL: the index scans of links.code "
             "(pg_stat_user_indexes), read with nothing connected to the bench database, before that "
             "process starts and after it stops (a backend flushes its statistics as it exits). They are "
             f"compared with the distinct codes asked for: those wrk sent (bench/lua/codes.lua counts them) "
-            f"plus {len(unknown_checked)} codes outside the pool that the check after the run asks for. The "
+            f"plus {len(data.unknown_checked)} codes outside the pool that the check after the run asks for. The "
             "service's Redis-miss counter is shown too."
         )
-    order = {key: n for n, key in enumerate(["hot", "uniform", "uniform_query", "unknown", "create", "uniform_small"])}
-    workloads.sort(key=lambda result: order.get(result.key, len(order)))
-    titles = {result.title: order.get(result.key, len(order)) for result in workloads}
+    order = {key: n for n, key in enumerate(workloads.DISPLAY_ORDER)}
+    results.sort(key=lambda result: order.get(result.key, len(order)))
+    titles = {result.title: order.get(result.key, len(order)) for result in results}
     bench.lookups.sort(key=lambda row: titles.get(row[0], len(order)))
-    for result in workloads:
+    for result in results:
         for check in result.checks:
             figures.append(Figure(
                 f"{result.title}: SQL lookups", check.text, "<= 1 per unknown code per miss-TTL",
@@ -664,7 +605,7 @@ async def run(config: Config) -> int:
         versions=machine.versions(postgres=pg_version, redis=redis_version),
         settings=_settings_text(config, bench, backend),
         ceilings=ceilings,
-        workloads=workloads,
+        workloads=results,
         figures=figures,
         postgres=postgres,
         lookups=bench.lookups,
@@ -676,6 +617,34 @@ async def run(config: Config) -> int:
     log(markdown)
     log(f"bench: wrote {config.results}")
     return code
+
+
+def storage_links(config: Config, storage: str) -> int:
+    return config.links if storage == "main" else config.small_links
+
+
+def _scaling_figure(config: Config, results: list[WorkloadResult], lookups) -> Figure:
+    """Uniform throughput over the small data set against the large one: within 20%."""
+    found = {result.key: result for result in results}
+    small_result, uniform = found.get("uniform_small"), found.get("uniform")
+    if small_result is not None and uniform is not None and small_result.wrk and uniform.wrk:
+        shares = dict(lookups)
+        sql = [
+            f"{counts['sql'] / total:.0%}" if (total := sum(counts.values())) else "-"
+            for counts in (shares.get(small_result.title, {}), shares.get(uniform.title, {}))
+        ]
+        measured = (
+            f"{config.small_links:,}: {small_result.wrk.requests_per_s:,.0f} req/s, "
+            f"{config.links:,}: {uniform.wrk.requests_per_s:,.0f} req/s, ratio "
+            f"{report.scaling_ratio(small_result.wrk.requests_per_s, uniform.wrk.requests_per_s):.2f} "
+            f"(lookups answered by SQL: {sql[0]} and {sql[1]})"
+        )
+    else:
+        measured = "a run is missing"
+    return Figure(
+        f"uniform throughput, {config.small_links:,} vs {config.links:,} links", measured,
+        "within 20% (slower/faster >= 0.80)", report.judge_scaling(small_result, uniform),
+    )
 
 
 def _sql_lookup_checks(
