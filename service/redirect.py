@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from . import metrics
+from .access_log import AccessLog
 from .api.problems import PROBLEM_TYPE_PREFIX
 from .batching import Coalescer
 from .codes import CODE_PATTERN, is_reserved
@@ -37,7 +38,6 @@ from .store import sql
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache
 
 log = logging.getLogger("linkgate.redirect")
-access_log = logging.getLogger("linkgate.access")
 
 PERMANENT = frozenset({301, 308})
 _NO_STORE = b"private, no-store"
@@ -264,10 +264,10 @@ class RedirectGateway:
     errors: a visitor gets a 500 problem, never a dropped connection.
     """
 
-    def __init__(self, *, access_log_enabled: bool = True) -> None:
+    def __init__(self, *, access_log: AccessLog | None = None) -> None:
         # Set by the app's lifespan; until then every request goes to FastAPI.
         self.redirector: Redirector | None = None
-        self._access_log = access_log_enabled
+        self._access_log = access_log
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
         self._requests: dict[tuple[str, int], object] = {}
         self._latency = {m: metrics.LATENCY.labels(method=m, route="/{code}") for m in ("GET", "HEAD")}
@@ -296,12 +296,11 @@ class RedirectGateway:
                                     "Something went wrong on our side.")
             except Exception:  # the response had started (the client went away mid-send)
                 log.debug("could not send the 500 for %s", code)
-        self._observe(scope["method"], status, started)
-        if self._access_log:
-            access_log.info(
-                "%s %s %d", scope["method"], scope["path"], status,
-                extra={"request_id": request_id.decode(), "status": status, "route": "/{code}"},
-            )
+        elapsed = time.perf_counter() - started
+        method = scope["method"]
+        self._observe(method, status, elapsed)
+        if self._access_log is not None:
+            self._access_log.record(method, "/{code}", scope["path"], status, request_id.decode(), elapsed)
 
     async def _redirect(self, redirector: Redirector, code: str, scope, send, request_id: bytes) -> int:
         try:
@@ -332,13 +331,13 @@ class RedirectGateway:
         metrics.TALLY.add(self._redirects[status])
         return status
 
-    def _observe(self, method: str, status: int, started: float) -> None:
+    def _observe(self, method: str, status: int, elapsed: float) -> None:
         counter = self._requests.get((method, status))
         if counter is None:
             counter = metrics.REQUESTS.labels(method=method, route="/{code}", status=str(status))
             self._requests[(method, status)] = counter
         metrics.TALLY.add(counter)
-        self._latency[method].observe(time.perf_counter() - started)
+        self._latency[method].observe(elapsed)
 
     async def _not_found(self, send, scope, request_id: bytes, code: str) -> None:
         if _accepts_json(scope):
