@@ -107,6 +107,61 @@ class Config:
         )
 
 
+# --- the settings the service runs with ------------------------------------------
+
+SETTINGS_ENV = stack.REPO / "deploy" / "k8s" / "base" / "settings.env"
+
+# What the bench's own environment decides, replacing production's value (or
+# default): each with the reason, printed at the start and in RESULTS.md.
+OVERRIDES: dict[str, str] = {
+    "host": "127.0.0.1: the bench talks to this machine only",
+    "port": "a free port",
+    "public_base_url": "http://127.0.0.1:<port>",
+    "workers": "1: the bench pins one worker to one core, wrk to the other",
+    "database_url": "the bench's own database (a Secret in production)",
+    "redis_url": "the bench's Redis (a Secret in production)",
+    "redis_key_prefix": "a prefix of the bench's own, removed afterwards",
+    "hashids_salt": "a bench salt (a Secret in production)",
+    "query_deny": f"{seed.QUERY_DENY}: the operator deny list the query workload is built around "
+    "(production's default is empty)",
+}
+
+
+def parse_settings_env(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of an env file (comments and blank lines skipped), as field names: LINKGATE_X -> x."""
+    fields = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.startswith("LINKGATE_"):
+            raise ValueError(f"settings.env line {number}: not LINKGATE_<FIELD>=value: {raw!r}")
+        fields[name.removeprefix("LINKGATE_").lower()] = value
+    return fields
+
+
+def production_settings() -> dict[str, str]:
+    return parse_settings_env(SETTINGS_ENV.read_text())
+
+
+def overrides(storage: stack.Storage, port: int) -> dict[str, str]:
+    """The values of OVERRIDES for one service process."""
+    fields = {
+        "host": "127.0.0.1",
+        "port": str(port),
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "workers": "1",
+        "database_url": storage.database_url,
+        "redis_key_prefix": storage.redis_prefix,
+        "hashids_salt": SALT,
+        "query_deny": seed.QUERY_DENY,
+    }
+    if storage.redis_url is not None:
+        fields["redis_url"] = storage.redis_url
+    return fields
+
+
 # --- the service's own counters ------------------------------------------------
 
 Snapshot = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -177,27 +232,21 @@ class Bench:
 
     # --- servers
 
-    def service_fields(self, storage: stack.Storage, port: int) -> dict[str, str]:
-        """The settings of the service under test, as LINKGATE_* values (names lower-case)."""
-        fields = {
-            "host": "127.0.0.1",
-            "port": str(port),
-            "workers": "1",
-            "public_base_url": f"http://127.0.0.1:{port}",
-            "database_url": storage.database_url,
-            "redis_key_prefix": storage.redis_prefix,
-            "hashids_salt": SALT,
-            "access_log": "false",
-            "log_level": "warning",
-            "query_deny": seed.QUERY_DENY,
-        }
-        if storage.redis_url is not None:
-            fields["redis_url"] = storage.redis_url
+    def service_fields(self, storage: stack.Storage, port: int, *, access_log: bool = True) -> dict[str, str]:
+        """The settings of the service under test, as LINKGATE_* values (names lower-case).
+
+        Production's (deploy/k8s/base/settings.env, read as it is), with only
+        OVERRIDES replaced; `access_log=False` for the comparison runs.
+        """
+        fields = {**production_settings(), **overrides(storage, port)}
+        if not access_log:
+            fields["access_log"] = "false"
         return fields
 
-    def service_env(self, storage: stack.Storage, port: int) -> dict[str, str]:
+    def service_env(self, storage: stack.Storage, port: int, *, access_log: bool = True) -> dict[str, str]:
         """The environment a service process of this bench runs with."""
-        return {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in self.service_fields(storage, port).items()}}
+        fields = self.service_fields(storage, port, access_log=access_log)
+        return {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in fields.items()}}
 
     def settings(self, storage: stack.Storage) -> Settings:
         return Settings(**self.service_fields(storage, 8000))
@@ -219,9 +268,9 @@ class Bench:
         log(f"  warmed {count:,} links in {seconds:.1f} s")
         return f"{count / seconds:,.0f} links/s ({seconds:.1f} s)"
 
-    async def start_service(self, storage: stack.Storage, name: str) -> stack.Server:
+    async def start_service(self, storage: stack.Storage, name: str, *, access_log: bool = True) -> stack.Server:
         port = stack.free_port()
-        env = self.service_env(storage, port)
+        env = self.service_env(storage, port, access_log=access_log)
         server = stack.Server(
             name=name,
             argv=[sys.executable, "-m", "service", "serve", "--graceful-timeout", "2"],
@@ -245,6 +294,7 @@ class Bench:
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                 # the rest as `python -m service serve` sets them
                 "--log-level", "warning", "--no-server-header", "--proxy-headers",
+                "--forwarded-allow-ips", production_settings().get("forwarded_allow_ips", "127.0.0.1"),
                 "--timeout-graceful-shutdown", "2",
             ],
             port=port,
@@ -464,13 +514,16 @@ async def run(config: Config) -> int:
         seed_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_seed)
         log(f"bench: seeding {config.small_links:,} links into the second database")
         seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
+        pool_size = config.unknown_codes + verify_n
         unknown_all = seed.unknown_codes(
-            seeded.codes, config.unknown_codes + verify_n, alphabet=bench.settings(main).hashids_alphabet,
-            rng=bench.rng,
+            seeded.codes, 2 * pool_size, alphabet=bench.settings(main).hashids_alphabet, rng=bench.rng,
         )
         bench.rng.shuffle(unknown_all)
-        # wrk draws from the pool; the check after it asks for codes wrk never sent
-        unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes :]
+        # wrk draws from the pool; the check after it asks for codes wrk never sent;
+        # the run with the access log off gets codes of its own
+        unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes : pool_size]
+        off_all = unknown_all[pool_size:]
+        unknown_off_pool, unknown_off_checked = off_all[: config.unknown_codes], off_all[config.unknown_codes :]
         data = workloads.Data(
             links=config.links,
             small_links=config.small_links,
@@ -484,6 +537,9 @@ async def run(config: Config) -> int:
             unknown_file=seed.write_codes(workdir / "unknown.txt", unknown_pool),
             unknown_pool=unknown_pool,
             unknown_checked=unknown_checked,
+            unknown_off_file=seed.write_codes(workdir / "unknown-off.txt", unknown_off_pool),
+            unknown_off_pool=unknown_off_pool,
+            unknown_off_checked=unknown_off_checked,
         )
         figures.append(Figure(
             f"seeding {config.links:,} links (bulk_create, {config.chunk:,} a call)",
@@ -519,32 +575,48 @@ async def run(config: Config) -> int:
                 check_interrupted()
             log(f"bench: the service on {storage_links(config, process.storage):,} links: {process.what}")
             lookups_before = await _code_lookups(storage) if process.counts_sql_lookups else None
+            rows = workloads.of_process(process.name)
             server = await bench.start_service(storage, process.name)
-            for row in workloads.of_process(process.name):
+            # The same service with the access log off, for the on/off ratio of each redirect workload.
+            server_off = (
+                await bench.start_service(storage, process.name + "-log-off", access_log=False)
+                if any(row.redirect for row in rows) else None
+            )
+            for row in rows:
                 script, args = row.script, row.args(data)
                 memory_before = await _used_memory(redis_url) if row.key == "uniform" else None
                 before = await ceiling_run(script, args)
-                result = await bench.workload(
+                runs = [await bench.workload(
                     server, row.key, row.title(data), script, args, expected_status=row.expected_status,
                     check=lambda row=row, url=server.base_url: row.check(data, url),
-                )
-                result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run(script, args))
-                results.append(result)
+                )]
+                if row.redirect and server_off is not None:
+                    check_off = row.check_log_off or row.check
+                    runs.append(await bench.workload(
+                        server_off, row.key + report.LOG_OFF, row.title(data) + ", access log off", script,
+                        (row.args_log_off or row.args)(data), expected_status=row.expected_status,
+                        check=lambda check=check_off, url=server_off.base_url: check(data, url),
+                    ))
+                after = await ceiling_run(script, args)
+                for result in runs:
+                    result.ceiling_rps = report.adjacent_ceiling(before, after)
+                results += runs
                 if row.key == "uniform":
-                    memory_growth.append(("during the uniform run", await _memory_growth(
+                    memory_growth.append(("during the uniform runs", await _memory_growth(
                         redis_url, main.redis_prefix, memory_before
                     )))
                     figures.append(await _memory_figure(redis_url, main.redis_prefix, memory_growth))
             await bench.stop(server)
+            if server_off is not None:
+                await bench.stop(server_off)
             if process.counts_sql_lookups:
                 lookups_after = await _code_lookups(storage)
-                for result in results:
-                    if result.key == "unknown":
-                        misses = int(dict(bench.lookups).get(result.title, {}).get("sql", 0))
-                        result.checks += _sql_lookup_checks(
-                            result, lookups_before, lookups_after, [misses],
-                            extra_codes=len(unknown_checked), loads_per_code=loads_per_code,
-                        )
+                counted = [r for r in results if r.key in ("unknown", "unknown" + report.LOG_OFF)]
+                misses = sum(int(dict(bench.lookups).get(r.title, {}).get("sql", 0)) for r in counted)
+                counted[0].checks += _sql_lookup_checks(
+                    counted, lookups_before, lookups_after, [misses],
+                    extra_codes=len(unknown_checked) + len(unknown_off_checked), loads_per_code=loads_per_code,
+                )
         await bench.stop(ceiling_server)
         figures.append(_scaling_figure(config, results, bench.lookups))
 
@@ -572,12 +644,19 @@ async def run(config: Config) -> int:
             "process starts and after it stops (a backend flushes its statistics as it exits). They are "
             f"compared with the distinct codes asked for: those wrk sent (bench/lua/codes.lua counts them) "
             f"plus {len(data.unknown_checked)} codes outside the pool that the check after the run asks for. The "
-            "service's Redis-miss counter is shown too."
+            "run with the access log off draws from a second pool (and checks codes) of its own, and its process "
+            "shares the count, which covers both. The service's Redis-miss counter is shown too."
         )
     order = {key: n for n, key in enumerate(workloads.DISPLAY_ORDER)}
-    results.sort(key=lambda result: order.get(result.key, len(order)))
-    titles = {result.title: order.get(result.key, len(order)) for result in results}
-    bench.lookups.sort(key=lambda row: titles.get(row[0], len(order)))
+
+    def place(key: str) -> tuple[int, bool]:
+        """Each row's rank; a run with the access log off right after its production-settings run."""
+        off = key.endswith(report.LOG_OFF)
+        return order.get(key.removesuffix(report.LOG_OFF), len(order)), off
+
+    results.sort(key=lambda result: place(result.key))
+    titles = {result.title: place(result.key) for result in results}
+    bench.lookups.sort(key=lambda row: titles.get(row[0], (len(order), False)))
     for result in results:
         for check in result.checks:
             figures.append(Figure(
@@ -593,7 +672,8 @@ async def run(config: Config) -> int:
         "warmed with every seeded link by `python -m service warm-cache` (imports do not fill it, and the "
         "uniform runs measure the steady state where Redis holds the links being visited); then hot, "
         "uniform, uniform with a query and creates on a second process, then the 10,000-link run on a "
-        "third; a ceiling run right before and right after each.",
+        "third; a ceiling run right before and right after each (and each redirect workload's run with "
+        "the access log off, on a twin process, right after its own, between the same two ceiling runs).",
         "Redis and PostgreSQL are not pinned: they share both cores with the server and wrk.",
         "Memory per cached link is Redis's MEMORY USAGE (key, value, object headers, main-dict entry); "
         "the TTL's entry in the expires dict (about 24-32 B) is not in it.",
@@ -648,7 +728,7 @@ def _scaling_figure(config: Config, results: list[WorkloadResult], lookups) -> F
 
 
 def _sql_lookup_checks(
-    result: WorkloadResult,
+    runs: WorkloadResult | list[WorkloadResult],
     before: tuple[int, int] | None,
     after: tuple[int, int] | None,
     redis_misses: list[int],
@@ -656,8 +736,13 @@ def _sql_lookup_checks(
     extra_codes: int,
     loads_per_code: int,
 ) -> list[Check]:
-    """At most one SQL lookup per unknown code per miss-TTL: wrk's distinct codes plus the checked ones."""
-    distinct = result.wrk.distinct_paths if result.wrk else None
+    """At most one SQL lookup per unknown code per miss-TTL: wrk's distinct codes plus the checked ones.
+
+    `runs`: the wrk runs the SQL counts span (each with codes of its own).
+    """
+    runs = runs if isinstance(runs, list) else [runs]
+    sent = [run.wrk.distinct_paths if run.wrk else None for run in runs]
+    distinct = None if None in sent else sum(sent)
     if distinct is None:
         return [Check("wrk did not report the distinct codes it sent", False)]
     codes = distinct + extra_codes
@@ -777,12 +862,17 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
     )
     return {
         "storage": backend,
-        "service": "`python -m service serve` (uvicorn, uvloop, httptools, 1 worker), with "
-        "LINKGATE_ACCESS_LOG=false, LINKGATE_LOG_LEVEL=warning, "
-        f"LINKGATE_QUERY_DENY={seed.QUERY_DENY}, a bench salt; every other setting at its default "
-        "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10)",
+        "service": "`python -m service serve` (uvicorn, uvloop, httptools) with the production settings "
+        f"of deploy/k8s/base/settings.env: {_settings_env_text()}; every other setting at its default "
+        "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10, log buffer 20,000 "
+        "lines); its stdout (access lines included) goes to a file",
+        "overrides": "; ".join(f"LINKGATE_{name.upper()}: {why}" for name, why in OVERRIDES.items()),
+        "access log off": "each redirect workload runs a second time, right after, on a second service "
+        "process with the same settings and LINKGATE_ACCESS_LOG=false (the unknown-code run with a pool "
+        "of codes of its own)",
         "ceiling": "`uvicorn bench.ceiling:app --loop uvloop --http httptools --no-access-log "
-        "--log-level warning --no-server-header --proxy-headers` (the settings `serve` passes), "
+        "--log-level warning --no-server-header --proxy-headers --forwarded-allow-ips "
+        f"{production_settings().get('forwarded_allow_ips', '127.0.0.1')}` (the settings `serve` passes), "
         f"run for {config.ceiling_seconds} s (BENCH_CEILING_SECONDS) right before and right after each "
         "workload, with the workload's own wrk script and paths",
         "pinning": pin,
@@ -794,8 +884,18 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
     }
 
 
+def _settings_env_text() -> str:
+    return ", ".join(
+        f"LINKGATE_{name.upper()}={value}" + (" (overridden)" if name in OVERRIDES else "")
+        for name, value in production_settings().items()
+    )
+
+
 def main() -> int:
     config = Config.from_env()
+    log(f"bench: the service runs with {SETTINGS_ENV.relative_to(stack.REPO)}: {_settings_env_text()}")
+    for name, why in OVERRIDES.items():
+        log(f"bench: override LINKGATE_{name.upper()}: {why}")
     # Only the bench's own LINKGATE_* settings apply, in this process and the servers.
     for name in [n for n in os.environ if n.startswith("LINKGATE_")]:
         del os.environ[name]

@@ -36,6 +36,11 @@ class Data:
     unknown_pool: list[str]
     # Unknown codes wrk never sends, asked for by the check after the run.
     unknown_checked: list[str]
+    # The same for the run with the access log off: codes of its own, so its
+    # misses are not already cached by the first run.
+    unknown_off_file: Path
+    unknown_off_pool: list[str]
+    unknown_off_checked: list[str]
 
     @property
     def hot_index(self) -> int:
@@ -61,6 +66,12 @@ class Workload:
     expected_status: int
     check: Callable[[Data, str], Awaitable[Verification]]  # (data, the server's base URL)
     process: str  # the name of the Process that serves it
+    # A redirect workload also runs with the access log off, right after the
+    # production-settings run; these give that run's arguments and check when
+    # they differ.
+    redirect: bool = True
+    args_log_off: Callable[[Data], list[str]] | None = None
+    check_log_off: Callable[[Data, str], Awaitable[Verification]] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,8 @@ class Process:
     name: str
     storage: str  # "main" (BENCH_LINKS links) or "small" (BENCH_SMALL_LINKS)
     what: str  # for the log
-    # Count PostgreSQL's SQL lookups by code around this process (needs it alone on the database).
+    # Count PostgreSQL's SQL lookups by code around this process and its access-log-off twin
+    # (they must be the only clients of the database).
     counts_sql_lookups: bool = False
     # Fill Redis with every link of its storage first (`python -m service warm-cache`).
     warms_redis_first: bool = False
@@ -101,6 +113,8 @@ WORKLOADS: tuple[Workload, ...] = (
         expected_status=404,
         check=lambda d, url: verify.not_found(url, d.unknown_checked),
         process="service-unknown",
+        args_log_off=lambda d: [str(d.unknown_off_file), "", d.random_seed()],
+        check_log_off=lambda d, url: verify.not_found(url, d.unknown_off_checked),
     ),
     Workload(
         key="hot",
@@ -139,6 +153,7 @@ WORKLOADS: tuple[Workload, ...] = (
         expected_status=201,
         check=lambda d, url: verify.creates(url, d.run_tag, d.verify_samples),
         process="service",
+        redirect=False,
     ),
     Workload(
         key="uniform_small",
