@@ -865,7 +865,7 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
         "service": "`python -m service serve` (uvicorn, uvloop, httptools) with the production settings "
         f"of deploy/k8s/base/settings.env: {_settings_env_text()}; every other setting at its default "
         "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10, log buffer 20,000 "
-        "lines); its stdout (access lines included) goes to a file",
+        "lines); its stdout (access lines included) is a pipe the bench drains, as a container runtime does",
         "overrides": "; ".join(f"LINKGATE_{name.upper()}: {why}" for name, why in OVERRIDES.items()),
         "access log off": "each redirect workload runs a second time, right after, on a second service "
         "process with the same settings and LINKGATE_ACCESS_LOG=false (the unknown-code run with a pool "
