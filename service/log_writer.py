@@ -65,6 +65,7 @@ class LogWriter:
         self.pid = os.getpid()
         # After close(): lines are written as they come, if stdout has room (see close).
         self._direct = False
+        self._direct_fd: int | None = None
 
     # --- producers (any thread, never blocking) -----------------------------
 
@@ -153,8 +154,10 @@ class LogWriter:
         """
         if not self._is_pipe:
             return len(view)
-        # A quarter of the room: other workers may be writing theirs at the same moment.
-        room = max(_pipe_room(self.fd) // 4, _PIPE_BUF)
+        # An eighth of the room: other workers may be writing theirs at the same
+        # moment, and a pipe counts room in pages that earlier writes may have
+        # left part empty.
+        room = max(_pipe_room(self.fd) // 8, _PIPE_BUF)
         if len(view) <= room:
             return len(view)
         cut = bytes(view[:room]).rfind(b"\n") + 1
@@ -185,17 +188,30 @@ class LogWriter:
         start() goes back to buffering.
         """
         flushed = self.flush(timeout)
+        if self._is_pipe and self._direct_fd is None:
+            # A non-blocking open of the same pipe of its own: a write either
+            # fits or fails at once (making fd 1 itself non-blocking would
+            # change it for every process sharing it).
+            try:
+                self._direct_fd = os.open(f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                self._direct_fd = None
         self._direct = True
         return flushed
 
     def _write_direct(self, line: str) -> None:
         data = line.encode("utf-8", "backslashreplace")
-        if self._is_pipe and len(data) > _pipe_room(self.fd):
-            self._drop(1)  # it would wait for the reader
+        if not self._is_pipe:
+            fd = self.fd
+        elif self._direct_fd is not None:
+            fd = self._direct_fd
+        else:
+            self._drop(1)  # no way to write without possibly waiting for the reader
             return
         try:
-            self._write_all(data)
-        except OSError:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError:  # BlockingIOError included: the pipe is full
             self._drop(1)
 
 
