@@ -47,7 +47,7 @@ from service.config import Settings
 from service.query_filter import FilterLimits, QueryPolicy, compile_filter
 
 from . import ceiling as ceiling_app
-from . import machine, report, seed, stack, verify, wrk
+from . import machine, report, seed, stack, verify, workloads, wrk
 from .report import Check, Figure, Report, WorkloadResult
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -105,6 +105,61 @@ class Config:
             results=Path(os.environ.get("BENCH_RESULTS", str(defaults.results))),
             pyspy_dir=Path(pyspy) if pyspy else None,
         )
+
+
+# --- the settings the service runs with ------------------------------------------
+
+SETTINGS_ENV = stack.REPO / "deploy" / "k8s" / "base" / "settings.env"
+
+# What the bench's own environment decides, replacing production's value (or
+# default): each with the reason, printed at the start and in RESULTS.md.
+OVERRIDES: dict[str, str] = {
+    "host": "127.0.0.1: the bench talks to this machine only",
+    "port": "a free port",
+    "public_base_url": "http://127.0.0.1:<port>",
+    "workers": "1: the bench pins one worker to one core, wrk to the other",
+    "database_url": "the bench's own database (a Secret in production)",
+    "redis_url": "the bench's Redis (a Secret in production)",
+    "redis_key_prefix": "a prefix of the bench's own, removed afterwards",
+    "hashids_salt": "a bench salt (a Secret in production)",
+    "query_deny": f"{seed.QUERY_DENY}: the operator deny list the query workload is built around "
+    "(production's default is empty)",
+}
+
+
+def parse_settings_env(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of an env file (comments and blank lines skipped), as field names: LINKGATE_X -> x."""
+    fields = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.startswith("LINKGATE_"):
+            raise ValueError(f"settings.env line {number}: not LINKGATE_<FIELD>=value: {raw!r}")
+        fields[name.removeprefix("LINKGATE_").lower()] = value
+    return fields
+
+
+def production_settings() -> dict[str, str]:
+    return parse_settings_env(SETTINGS_ENV.read_text())
+
+
+def overrides(storage: stack.Storage, port: int) -> dict[str, str]:
+    """The values of OVERRIDES for one service process."""
+    fields = {
+        "host": "127.0.0.1",
+        "port": str(port),
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "workers": "1",
+        "database_url": storage.database_url,
+        "redis_key_prefix": storage.redis_prefix,
+        "hashids_salt": SALT,
+        "query_deny": seed.QUERY_DENY,
+    }
+    if storage.redis_url is not None:
+        fields["redis_url"] = storage.redis_url
+    return fields
 
 
 # --- the service's own counters ------------------------------------------------
@@ -177,27 +232,21 @@ class Bench:
 
     # --- servers
 
-    def service_fields(self, storage: stack.Storage, port: int) -> dict[str, str]:
-        """The settings of the service under test, as LINKGATE_* values (names lower-case)."""
-        fields = {
-            "host": "127.0.0.1",
-            "port": str(port),
-            "workers": "1",
-            "public_base_url": f"http://127.0.0.1:{port}",
-            "database_url": storage.database_url,
-            "redis_key_prefix": storage.redis_prefix,
-            "hashids_salt": SALT,
-            "access_log": "false",
-            "log_level": "warning",
-            "query_deny": seed.QUERY_DENY,
-        }
-        if storage.redis_url is not None:
-            fields["redis_url"] = storage.redis_url
+    def service_fields(self, storage: stack.Storage, port: int, *, access_log: bool = True) -> dict[str, str]:
+        """The settings of the service under test, as LINKGATE_* values (names lower-case).
+
+        Production's (deploy/k8s/base/settings.env, read as it is), with only
+        OVERRIDES replaced; `access_log=False` for the comparison runs.
+        """
+        fields = {**production_settings(), **overrides(storage, port)}
+        if not access_log:
+            fields["access_log"] = "false"
         return fields
 
-    def service_env(self, storage: stack.Storage, port: int) -> dict[str, str]:
+    def service_env(self, storage: stack.Storage, port: int, *, access_log: bool = True) -> dict[str, str]:
         """The environment a service process of this bench runs with."""
-        return {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in self.service_fields(storage, port).items()}}
+        fields = self.service_fields(storage, port, access_log=access_log)
+        return {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in fields.items()}}
 
     def settings(self, storage: stack.Storage) -> Settings:
         return Settings(**self.service_fields(storage, 8000))
@@ -219,9 +268,9 @@ class Bench:
         log(f"  warmed {count:,} links in {seconds:.1f} s")
         return f"{count / seconds:,.0f} links/s ({seconds:.1f} s)"
 
-    async def start_service(self, storage: stack.Storage, name: str) -> stack.Server:
+    async def start_service(self, storage: stack.Storage, name: str, *, access_log: bool = True) -> stack.Server:
         port = stack.free_port()
-        env = self.service_env(storage, port)
+        env = self.service_env(storage, port, access_log=access_log)
         server = stack.Server(
             name=name,
             argv=[sys.executable, "-m", "service", "serve", "--graceful-timeout", "2"],
@@ -245,6 +294,7 @@ class Bench:
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                 # the rest as `python -m service serve` sets them
                 "--log-level", "warning", "--no-server-header", "--proxy-headers",
+                "--forwarded-allow-ips", production_settings().get("forwarded_allow_ips", "127.0.0.1"),
                 "--timeout-graceful-shutdown", "2",
             ],
             port=port,
@@ -440,20 +490,17 @@ async def run(config: Config) -> int:
     if not postgres or not redis_url:
         log("bench: PostgreSQL and/or Redis did not answer on 127.0.0.1: using the embedded default for those")
 
-    main = stack.Storage("linkgate_bench", "lgbench:", admin, redis_url, workdir)
-    small = stack.Storage("linkgate_bench_10k", "lgbench10k:", admin, redis_url, workdir)
+    storages = {
+        "main": stack.Storage("linkgate_bench", "lgbench:", admin, redis_url, workdir),
+        "small": stack.Storage("linkgate_bench_10k", "lgbench10k:", admin, redis_url, workdir),
+    }
+    main, small = storages["main"], storages["small"]
     ceilings: list[WorkloadResult] = []
-    workloads: list[WorkloadResult] = []
+    results: list[WorkloadResult] = []
     figures: list[Figure] = []
     notes: list[str] = []
     verify_n = config.verify_samples
-    run_tag = f"{started:%Y%m%d%H%M%S}"
-    seeded = seeded_small = None
-    unknown_pool: list[str] = []
-    unknown_checked: list[str] = []
-
-    def ceiling_check(server):
-        return lambda: verify.ceiling(server.base_url, ceiling_app.LOCATION, verify_n)
+    data: workloads.Data | None = None
 
     try:
         log("bench: creating and migrating the bench databases")
@@ -467,16 +514,33 @@ async def run(config: Config) -> int:
         seed_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_seed)
         log(f"bench: seeding {config.small_links:,} links into the second database")
         seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
-        codes_file = seed.write_codes(workdir / "codes.txt", seeded.codes)
-        small_file = seed.write_codes(workdir / "codes-small.txt", seeded_small.codes)
-        settings = bench.settings(main)
+        pool_size = config.unknown_codes + verify_n
         unknown_all = seed.unknown_codes(
-            seeded.codes, config.unknown_codes + verify_n, alphabet=settings.hashids_alphabet, rng=bench.rng
+            seeded.codes, 2 * pool_size, alphabet=bench.settings(main).hashids_alphabet, rng=bench.rng,
         )
         bench.rng.shuffle(unknown_all)
-        # wrk draws from the pool; the check after it asks for codes wrk never sent
-        unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes :]
-        unknown_file = seed.write_codes(workdir / "unknown.txt", unknown_pool)
+        # wrk draws from the pool; the check after it asks for codes wrk never sent;
+        # the run with the access log off gets codes of its own
+        unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes : pool_size]
+        off_all = unknown_all[pool_size:]
+        unknown_off_pool, unknown_off_checked = off_all[: config.unknown_codes], off_all[config.unknown_codes :]
+        data = workloads.Data(
+            links=config.links,
+            small_links=config.small_links,
+            verify_samples=verify_n,
+            rng=bench.rng,
+            run_tag=f"{started:%Y%m%d%H%M%S}",
+            seeded=seeded,
+            seeded_small=seeded_small,
+            codes_file=seed.write_codes(workdir / "codes.txt", seeded.codes),
+            small_file=seed.write_codes(workdir / "codes-small.txt", seeded_small.codes),
+            unknown_file=seed.write_codes(workdir / "unknown.txt", unknown_pool),
+            unknown_pool=unknown_pool,
+            unknown_checked=unknown_checked,
+            unknown_off_file=seed.write_codes(workdir / "unknown-off.txt", unknown_off_pool),
+            unknown_off_pool=unknown_off_pool,
+            unknown_off_checked=unknown_off_checked,
+        )
         figures.append(Figure(
             f"seeding {config.links:,} links (bulk_create, {config.chunk:,} a call)",
             f"{seeded.rate:,.0f} links/s ({seeded.seconds:.1f} s)",
@@ -491,121 +555,70 @@ async def run(config: Config) -> int:
         async def ceiling_run(script: str, args: list[str]) -> WorkloadResult:
             result = await bench.workload(
                 ceiling_server, "ceiling", f"ceiling run {len(ceilings) + 1} ({script})", script, args,
-                expected_status=None, check=ceiling_check(ceiling_server), seconds=config.ceiling_seconds,
+                expected_status=None, seconds=config.ceiling_seconds,
+                check=lambda: verify.ceiling(ceiling_server.base_url, ceiling_app.LOCATION, verify_n),
             )
             ceilings.append(result)
             return result
 
-        async def measured(server, key: str, title: str, script: str, args: list[str], **kwargs) -> WorkloadResult:
-            """A service workload between two ceiling runs sent the same requests; its ratio uses their mean."""
-            before = await ceiling_run(script, args)
-            result = await bench.workload(server, key, title, script, args, **kwargs)
-            result.ceiling_rps = report.adjacent_ceiling(before, await ceiling_run(script, args))
-            workloads.append(result)
-            return result
-
-        # Unknown codes first, on a service process of their own: stopping it closes its SQL
-        # connections, which makes PostgreSQL's per-index counters exact (see Storage.code_lookups).
-        log(f"bench: the service on {config.links:,} links: unknown codes")
-        seed_arg = lambda: str(bench.rng.randrange(1, 2**31))  # noqa: E731
         miss_ttl = bench.settings(main).cache_miss_ttl_seconds
         loads_per_code = -(-config.seconds // miss_ttl)  # one per code per miss-TTL the run spans
-        redis_misses: list[int] = []
-
-        async def count_misses(result: WorkloadResult, before, after) -> None:
-            redis_misses.append(
-                int(counter_delta(before, after, "linkgate_cache_lookups_total", layer="redis", result="miss"))
+        memory_growth: list[tuple[str, tuple[int, int] | None]] = [("while seeding", seed_growth)]
+        for process in workloads.PROCESSES:
+            storage = storages[process.storage]
+            if process.warms_redis_first:
+                count = config.links if process.storage == "main" else config.small_links
+                warmed = await bench.warm_cache(storage, count)
+                figures.append(Figure(
+                    f"warming Redis with {count:,} links ({process.storage}; `python -m service warm-cache`)", warmed
+                ))
+                check_interrupted()
+            log(f"bench: the service on {storage_links(config, process.storage):,} links: {process.what}")
+            lookups_before = await _code_lookups(storage) if process.counts_sql_lookups else None
+            rows = workloads.of_process(process.name)
+            server = await bench.start_service(storage, process.name)
+            # The same service with the access log off, for the on/off ratio of each redirect workload.
+            server_off = (
+                await bench.start_service(storage, process.name + "-log-off", access_log=False)
+                if any(row.redirect for row in rows) else None
             )
-
-        lookups_before = await _code_lookups(main)
-        server = await bench.start_service(main, "service-unknown")
-        unknown = await measured(
-            server, "unknown", f"unknown codes (pool of {len(unknown_pool):,})", "codes.lua",
-            [str(unknown_file), "", seed_arg()], expected_status=404,
-            check=lambda: verify.not_found(server.base_url, unknown_checked),
-            after=count_misses,
-        )
-        await bench.stop(server)
-        lookups_after = await _code_lookups(main)
-        unknown.checks += _sql_lookup_checks(
-            unknown, lookups_before, lookups_after, redis_misses,
-            extra_codes=len(unknown_checked), loads_per_code=loads_per_code,
-        )
-
-        # The uniform runs measure the steady state, where Redis holds the links
-        # being visited (imports do not fill it): warm it the way an operator
-        # would after an import, and report what that took.
-        for storage, count, label in ((main, config.links, "main"), (small, config.small_links, "small")):
-            warmed = await bench.warm_cache(storage, count)
-            figures.append(Figure(f"warming Redis with {count:,} links ({label}; `python -m service warm-cache`)", warmed))
-            check_interrupted()
-
-        log(f"bench: the service on {config.links:,} links: the other workloads")
-        server = await bench.start_service(main, "service")
-        hot_index = config.links // 2
-        hot_code = seeded.codes[hot_index]
-        await measured(
-            server, "hot", "hot: one code", "hot.lua", [hot_code], expected_status=302,
-            check=lambda: verify.redirects(
-                server.base_url, [(hot_code, seed.target_url(hot_index))] * verify_n
-            ),
-        )
-
-        memory_before_uniform = await _used_memory(redis_url)
-        uniform = await measured(
-            server, "uniform", f"uniform over {config.links:,} links", "codes.lua", [str(codes_file), "", seed_arg()],
-            expected_status=302,
-            check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded.codes, verify_n, bench.rng)),
-        )
-        uniform_growth = await _memory_growth(redis_url, main.redis_prefix, memory_before_uniform)
-        figures.append(await _memory_figure(redis_url, main.redis_prefix, [
-            ("while seeding", seed_growth), ("during the uniform run", uniform_growth),
-        ]))
-
-        await measured(
-            server, "uniform_query", f"uniform over {config.links:,}, with `?{seed.VISITOR_QUERY}`",
-            "codes.lua", [str(codes_file), "?" + seed.VISITOR_QUERY, seed_arg()],
-            expected_status=302,
-            check=lambda: verify.redirects(
-                server.base_url,
-                verify.seeded_sample(seeded.codes, verify_n, bench.rng, query=seed.VISITOR_QUERY),
-                query=seed.VISITOR_QUERY,
-            ),
-        )
-
-        await measured(
-            server, "create", "create: POST /api/v1/links", "create.lua", [run_tag], expected_status=201,
-            check=lambda: verify.creates(server.base_url, run_tag, verify_n),
-        )
-        await bench.stop(server)
-
-        log(f"bench: the service on {config.small_links:,} links")
-        server = await bench.start_service(small, "service-small")
-        small_result = await measured(
-            server, "uniform_small", f"uniform over {config.small_links:,} links", "codes.lua",
-            [str(small_file), "", seed_arg()], expected_status=302,
-            check=lambda: verify.redirects(server.base_url, verify.seeded_sample(seeded_small.codes, verify_n, bench.rng)),
-        )
-        await bench.stop(server)
+            for row in rows:
+                script, args = row.script, row.args(data)
+                memory_before = await _used_memory(redis_url) if row.key == "uniform" else None
+                before = await ceiling_run(script, args)
+                runs = [await bench.workload(
+                    server, row.key, row.title(data), script, args, expected_status=row.expected_status,
+                    check=lambda row=row, url=server.base_url: row.check(data, url),
+                )]
+                if row.redirect and server_off is not None:
+                    check_off = row.check_log_off or row.check
+                    runs.append(await bench.workload(
+                        server_off, row.key + report.LOG_OFF, row.title(data) + ", access log off", script,
+                        (row.args_log_off or row.args)(data), expected_status=row.expected_status,
+                        check=lambda check=check_off, url=server_off.base_url: check(data, url),
+                    ))
+                after = await ceiling_run(script, args)
+                for result in runs:
+                    result.ceiling_rps = report.adjacent_ceiling(before, after)
+                results += runs
+                if row.key == "uniform":
+                    memory_growth.append(("during the uniform runs", await _memory_growth(
+                        redis_url, main.redis_prefix, memory_before
+                    )))
+                    figures.append(await _memory_figure(redis_url, main.redis_prefix, memory_growth))
+            await bench.stop(server)
+            if server_off is not None:
+                await bench.stop(server_off)
+            if process.counts_sql_lookups:
+                lookups_after = await _code_lookups(storage)
+                counted = [r for r in results if r.key in ("unknown", "unknown" + report.LOG_OFF)]
+                misses = sum(int(dict(bench.lookups).get(r.title, {}).get("sql", 0)) for r in counted)
+                counted[0].checks += _sql_lookup_checks(
+                    counted, lookups_before, lookups_after, [misses],
+                    extra_codes=len(unknown_checked) + len(unknown_off_checked), loads_per_code=loads_per_code,
+                )
         await bench.stop(ceiling_server)
-        if uniform.wrk and small_result.wrk:
-            shares = dict(bench.lookups)
-            sql = [
-                f"{counts['sql'] / total:.0%}" if (total := sum(counts.values())) else "-"
-                for counts in (shares.get(small_result.title, {}), shares.get(uniform.title, {}))
-            ]
-            measured = (
-                f"{config.small_links:,}: {small_result.wrk.requests_per_s:,.0f} req/s, "
-                f"{config.links:,}: {uniform.wrk.requests_per_s:,.0f} req/s, ratio "
-                f"{report.scaling_ratio(small_result.wrk.requests_per_s, uniform.wrk.requests_per_s):.2f} "
-                f"(lookups answered by SQL: {sql[0]} and {sql[1]})"
-            )
-        else:
-            measured = "a run is missing"
-        figures.append(Figure(
-            f"uniform throughput, {config.small_links:,} vs {config.links:,} links", measured,
-            "within 20% (slower/faster >= 0.80)", report.judge_scaling(small_result, uniform),
-        ))
+        figures.append(_scaling_figure(config, results, bench.lookups))
 
         log("bench: query filter cost per call")
         for name, micros in _pinned(bench.server_cpu, filter_costs):
@@ -614,30 +627,37 @@ async def run(config: Config) -> int:
         log("bench: cleaning up")
         for server in list(bench.servers):
             await bench.stop(server)
-        for storage in (main, small):
+        for storage in storages.values():
             try:
                 await storage.drop()
             except Exception as exc:  # keep cleaning the rest
                 log(f"bench: could not drop {storage.name}: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
 
-    if unknown_pool:
+    if data is not None:
         notes.append(
-            f"Unknown codes: {len(unknown_pool):,} random codes of the seeded codes' lengths and alphabet that "
+            f"Unknown codes: {len(data.unknown_pool):,} random codes of the seeded codes' lengths and alphabet that "
             "no link has, drawn uniformly with replacement, so codes repeat within the run and the miss "
             "cache must answer the repeats; this workload runs first, on a service process of its own. "
             "SQL lookups are counted exactly on PostgreSQL: the index scans of links.code "
             "(pg_stat_user_indexes), read with nothing connected to the bench database, before that "
             "process starts and after it stops (a backend flushes its statistics as it exits). They are "
             f"compared with the distinct codes asked for: those wrk sent (bench/lua/codes.lua counts them) "
-            f"plus {len(unknown_checked)} codes outside the pool that the check after the run asks for. The "
-            "service's Redis-miss counter is shown too."
+            f"plus {len(data.unknown_checked)} codes outside the pool that the check after the run asks for. The "
+            "run with the access log off draws from a second pool (and checks codes) of its own, and its process "
+            "shares the count, which covers both. The service's Redis-miss counter is shown too."
         )
-    order = {key: n for n, key in enumerate(["hot", "uniform", "uniform_query", "unknown", "create", "uniform_small"])}
-    workloads.sort(key=lambda result: order.get(result.key, len(order)))
-    titles = {result.title: order.get(result.key, len(order)) for result in workloads}
-    bench.lookups.sort(key=lambda row: titles.get(row[0], len(order)))
-    for result in workloads:
+    order = {key: n for n, key in enumerate(workloads.DISPLAY_ORDER)}
+
+    def place(key: str) -> tuple[int, bool]:
+        """Each row's rank; a run with the access log off right after its production-settings run."""
+        off = key.endswith(report.LOG_OFF)
+        return order.get(key.removesuffix(report.LOG_OFF), len(order)), off
+
+    results.sort(key=lambda result: place(result.key))
+    titles = {result.title: place(result.key) for result in results}
+    bench.lookups.sort(key=lambda row: titles.get(row[0], (len(order), False)))
+    for result in results:
         for check in result.checks:
             figures.append(Figure(
                 f"{result.title}: SQL lookups", check.text, "<= 1 per unknown code per miss-TTL",
@@ -652,7 +672,8 @@ async def run(config: Config) -> int:
         "warmed with every seeded link by `python -m service warm-cache` (imports do not fill it, and the "
         "uniform runs measure the steady state where Redis holds the links being visited); then hot, "
         "uniform, uniform with a query and creates on a second process, then the 10,000-link run on a "
-        "third; a ceiling run right before and right after each.",
+        "third; a ceiling run right before and right after each (and each redirect workload's run with "
+        "the access log off, on a twin process, right after its own, between the same two ceiling runs).",
         "Redis and PostgreSQL are not pinned: they share both cores with the server and wrk.",
         "Memory per cached link is Redis's MEMORY USAGE (key, value, object headers, main-dict entry); "
         "the TTL's entry in the expires dict (about 24-32 B) is not in it.",
@@ -664,7 +685,7 @@ async def run(config: Config) -> int:
         versions=machine.versions(postgres=pg_version, redis=redis_version),
         settings=_settings_text(config, bench, backend),
         ceilings=ceilings,
-        workloads=workloads,
+        workloads=results,
         figures=figures,
         postgres=postgres,
         lookups=bench.lookups,
@@ -678,8 +699,36 @@ async def run(config: Config) -> int:
     return code
 
 
+def storage_links(config: Config, storage: str) -> int:
+    return config.links if storage == "main" else config.small_links
+
+
+def _scaling_figure(config: Config, results: list[WorkloadResult], lookups) -> Figure:
+    """Uniform throughput over the small data set against the large one: within 20%."""
+    found = {result.key: result for result in results}
+    small_result, uniform = found.get("uniform_small"), found.get("uniform")
+    if small_result is not None and uniform is not None and small_result.wrk and uniform.wrk:
+        shares = dict(lookups)
+        sql = [
+            f"{counts['sql'] / total:.0%}" if (total := sum(counts.values())) else "-"
+            for counts in (shares.get(small_result.title, {}), shares.get(uniform.title, {}))
+        ]
+        measured = (
+            f"{config.small_links:,}: {small_result.wrk.requests_per_s:,.0f} req/s, "
+            f"{config.links:,}: {uniform.wrk.requests_per_s:,.0f} req/s, ratio "
+            f"{report.scaling_ratio(small_result.wrk.requests_per_s, uniform.wrk.requests_per_s):.2f} "
+            f"(lookups answered by SQL: {sql[0]} and {sql[1]})"
+        )
+    else:
+        measured = "a run is missing"
+    return Figure(
+        f"uniform throughput, {config.small_links:,} vs {config.links:,} links", measured,
+        "within 20% (slower/faster >= 0.80)", report.judge_scaling(small_result, uniform),
+    )
+
+
 def _sql_lookup_checks(
-    result: WorkloadResult,
+    runs: WorkloadResult | list[WorkloadResult],
     before: tuple[int, int] | None,
     after: tuple[int, int] | None,
     redis_misses: list[int],
@@ -687,8 +736,13 @@ def _sql_lookup_checks(
     extra_codes: int,
     loads_per_code: int,
 ) -> list[Check]:
-    """At most one SQL lookup per unknown code per miss-TTL: wrk's distinct codes plus the checked ones."""
-    distinct = result.wrk.distinct_paths if result.wrk else None
+    """At most one SQL lookup per unknown code per miss-TTL: wrk's distinct codes plus the checked ones.
+
+    `runs`: the wrk runs the SQL counts span (each with codes of its own).
+    """
+    runs = runs if isinstance(runs, list) else [runs]
+    sent = [run.wrk.distinct_paths if run.wrk else None for run in runs]
+    distinct = None if None in sent else sum(sent)
     if distinct is None:
         return [Check("wrk did not report the distinct codes it sent", False)]
     codes = distinct + extra_codes
@@ -808,12 +862,17 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
     )
     return {
         "storage": backend,
-        "service": "`python -m service serve` (uvicorn, uvloop, httptools, 1 worker), with "
-        "LINKGATE_ACCESS_LOG=false, LINKGATE_LOG_LEVEL=warning, "
-        f"LINKGATE_QUERY_DENY={seed.QUERY_DENY}, a bench salt; every other setting at its default "
-        "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10)",
+        "service": "`python -m service serve` (uvicorn, uvloop, httptools) with the production settings "
+        f"of deploy/k8s/base/settings.env: {_settings_env_text()}; every other setting at its default "
+        "(local cache 50,000 links / 1 s, Redis TTL 86400 s, miss TTL 30 s, SQL pool 10, log buffer 20,000 "
+        "lines); its stdout (access lines included) is a pipe the bench drains, as a container runtime does",
+        "overrides": "; ".join(f"LINKGATE_{name.upper()}: {why}" for name, why in OVERRIDES.items()),
+        "access log off": "each redirect workload runs a second time, right after, on a second service "
+        "process with the same settings and LINKGATE_ACCESS_LOG=false (the unknown-code run with a pool "
+        "of codes of its own)",
         "ceiling": "`uvicorn bench.ceiling:app --loop uvloop --http httptools --no-access-log "
-        "--log-level warning --no-server-header --proxy-headers` (the settings `serve` passes), "
+        "--log-level warning --no-server-header --proxy-headers --forwarded-allow-ips "
+        f"{production_settings().get('forwarded_allow_ips', '127.0.0.1')}` (the settings `serve` passes), "
         f"run for {config.ceiling_seconds} s (BENCH_CEILING_SECONDS) right before and right after each "
         "workload, with the workload's own wrk script and paths",
         "pinning": pin,
@@ -825,8 +884,18 @@ def _settings_text(config: Config, bench: Bench, backend: str) -> dict[str, str]
     }
 
 
+def _settings_env_text() -> str:
+    return ", ".join(
+        f"LINKGATE_{name.upper()}={value}" + (" (overridden)" if name in OVERRIDES else "")
+        for name, value in production_settings().items()
+    )
+
+
 def main() -> int:
     config = Config.from_env()
+    log(f"bench: the service runs with {SETTINGS_ENV.relative_to(stack.REPO)}: {_settings_env_text()}")
+    for name, why in OVERRIDES.items():
+        log(f"bench: override LINKGATE_{name.upper()}: {why}")
     # Only the bench's own LINKGATE_* settings apply, in this process and the servers.
     for name in [n for n in os.environ if n.startswith("LINKGATE_")]:
         del os.environ[name]

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
+TAIL_BYTES = 64 * 1024  # of a server's output, kept for error messages
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -200,6 +202,7 @@ class Server:
     ready_path: str
     cpu: int | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
+    _tail: bytearray = field(default_factory=bytearray, init=False, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -211,15 +214,17 @@ class Server:
 
     async def start(self, timeout: float = 60.0) -> None:
         argv = (["taskset", "-c", str(self.cpu)] if self.cpu is not None else []) + self.argv
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        try:
-            # A session of its own: a Ctrl-C in the terminal reaches the bench,
-            # which then stops the server itself, in order.
-            self.process = subprocess.Popen(
-                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        finally:
-            log.close()
+        # stdout is a pipe that a thread here drains, as a container runtime
+        # drains a pod's: the service's access lines cost what they cost in
+        # production, and no log file grows by gigabytes. The last TAIL_BYTES
+        # are kept for error messages (and written to log_path at stop).
+        # A session of its own: a Ctrl-C in the terminal reaches the bench,
+        # which then stops the server itself, in order.
+        self.process = subprocess.Popen(
+            argv, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._tail = bytearray()
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as client:
             while True:
@@ -235,11 +240,16 @@ class Server:
                     raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
                 await asyncio.sleep(0.2)
 
+    def _drain(self, pipe) -> None:
+        fd = pipe.fileno()
+        while chunk := os.read(fd, 1 << 16):
+            self._tail += chunk
+            if len(self._tail) > 2 * TAIL_BYTES:
+                del self._tail[:-TAIL_BYTES]
+        pipe.close()
+
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return "\n".join(bytes(self._tail[-TAIL_BYTES:]).decode(errors="replace").splitlines()[-lines:])
 
     async def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds."""
@@ -255,6 +265,8 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait()
+        with contextlib.suppress(OSError):
+            self.log_path.write_bytes(bytes(self._tail[-TAIL_BYTES:]))
 
 
 def workdir() -> Path:

@@ -14,6 +14,7 @@ import tempfile
 from pydantic import ValidationError
 
 from .config import Settings
+from .log_writer import stdout_writer
 from .observability import configure_logging
 
 
@@ -37,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, writer=stdout_writer(settings.log_buffer_lines))
     workers = args.workers or settings.workers
     if workers > 1 and not settings.redis_url:
         sys.exit(

@@ -21,7 +21,9 @@ from .api import auth, health, keys as keys_api, links as links_api, problems
 from .codes import CodeCodec
 from .config import Settings
 from .lifecycle.visit_limits import VisitLimits
+from .access_log import AccessLog
 from .links import LinkService
+from .log_writer import SHUTDOWN_FLUSH_SECONDS, stdout_writer
 from .observability import HEAD_AS_GET, RequestContext, configure_logging
 from .query_filter import FilterLimits
 from .redirect import RedirectGateway, Redirector
@@ -68,11 +70,10 @@ class LinkgateApp(FastAPI):
     for none of it, so the gateway answers before FastAPI is called at all.
     """
 
-    def __init__(self, *, access_log_enabled: bool, client_addresses: ClientAddresses, **kwargs) -> None:
+    def __init__(self, *, access_log: AccessLog | None, client_addresses: ClientAddresses, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.redirect_gateway = RedirectGateway(
-            access_log_enabled=access_log_enabled, client_addresses=client_addresses
-        )
+        self.access_log = access_log
+        self.redirect_gateway = RedirectGateway(access_log=access_log, client_addresses=client_addresses)
 
     def openapi(self) -> dict:
         if self.openapi_schema is None:
@@ -189,8 +190,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: LinkgateApp) -> AsyncIterator[None]:
+        # Access lines and (with configure_logs) every other log line go
+        # through this; its drops are counted with the other metrics.
+        writer = stdout_writer(settings.log_buffer_lines)
+        drops = (metrics.LOG_LINES_DROPPED, writer.take_dropped)
+        metrics.TALLY.sources.append(drops)
         if configure_logs:
-            configure_logging(settings.log_level)
+            configure_logging(settings.log_level, writer=writer)
+        if app.access_log is not None:
+            app.access_log.write = writer.write
         if settings.uses_dev_salt:
             log.warning("LINKGATE_HASHIDS_SALT is not set: using the development salt")
         db = sql.Database.open(
@@ -263,15 +271,19 @@ def create_app(
                 await keys.flush_last_used()
             with contextlib.suppress(Exception):  # SQL away: reloaded counters may admit these again
                 await visit_limits.flush()
+            metrics.TALLY.sources.remove(drops)
             await redirector.aclose()
             await service.aclose()
             if redis_client is None:
                 await redis_client_.aclose()
             await db.close()
+            # Every line of the requests served, out before the process exits
+            # (bounded: a stalled stdout cannot hold the shutdown).
+            await asyncio.to_thread(writer.close, SHUTDOWN_FLUSH_SECONDS)
 
     client_addresses = ClientAddresses(settings.trusted_proxies)
     app = LinkgateApp(
-        access_log_enabled=settings.access_log,
+        access_log=AccessLog() if settings.access_lines else None,
         client_addresses=client_addresses,
         # Stops bodies sent without Content-Length (chunked) as they arrive;
         # bodies that declare a larger length are refused in __call__.
@@ -292,5 +304,5 @@ def create_app(
     app.include_router(health.router)
     # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
     app.add_middleware(AccessGate)
-    app.add_middleware(RequestContext, access_log_enabled=settings.access_log)
+    app.add_middleware(RequestContext, access_log=app.access_log)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -208,7 +209,23 @@ class Settings(BaseSettings):
 
     # --- logging ----------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level name.")
-    access_log: bool = Field(True, description="Log one line per request (turn off for speed).")
+    access_log: bool = Field(
+        True,
+        description="One JSON line per request on stdout (INFO: a LINKGATE_LOG_LEVEL above INFO turns it off too).",
+    )
+    log_buffer_lines: int = Field(
+        20_000,
+        ge=100,
+        le=1_000_000,
+        description="Log lines each process holds while stdout is slow; past that, lines are dropped and "
+        "counted in linkgate_log_lines_dropped_total, never waited for.",
+    )
+
+    @property
+    def access_lines(self) -> bool:
+        """Whether access lines are written: on, and INFO records not filtered out by the log level."""
+        level = logging.getLevelName(self.log_level.upper())
+        return self.access_log and isinstance(level, int) and level <= logging.INFO
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +52,11 @@ QUERY_PARAMS_DROPPED = Counter(
     "linkgate_query_params_over_limit_total",
     "Visitor query parameters dropped because they exceeded a filter limit.",
 )
+LOG_LINES_DROPPED = Counter(
+    "linkgate_log_lines_dropped_total",
+    "Log lines (access and application) dropped because stdout did not keep up and the "
+    "in-process buffer (LINKGATE_LOG_BUFFER_LINES) was full.",
+)
 BUILD_INFO = Gauge(
     "linkgate_build_info", "Always 1; labels carry the running version.", ["version"],
     multiprocess_mode="max",
@@ -69,14 +75,20 @@ class Tally:
 
     def __init__(self) -> None:
         self.counts: defaultdict = defaultdict(int)
+        # Counts kept by other threads, each read through a function that
+        # returns the increase since its last call (LogWriter.take_dropped).
+        self.sources: list[tuple[object, Callable[[], int]]] = []
 
     def add(self, child, amount: int = 1) -> None:
         self.counts[child] += amount
 
     def flush(self) -> None:
         counts, self.counts = self.counts, defaultdict(int)
+        for child, take in self.sources:
+            counts[child] += take()
         for child, amount in counts.items():
-            child.inc(amount)
+            if amount:
+                child.inc(amount)
 
 
 TALLY = Tally()

@@ -1,23 +1,25 @@
 """JSON logs with request ids, and request metrics for everything but the redirect.
 
 (The redirect gateway counts and logs its own requests: it answers before
-this middleware is reached.)
+this middleware is reached.) Every line, access or application log, goes
+through the process's LogWriter, so no log call waits for stdout.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import sys
 import time
 
 from pythonjsonlogger.json import JsonFormatter
 
 from . import metrics
+from .access_log import TIMESTAMP_FORMAT, AccessLog
+from .config import Settings
+from .log_writer import LogWriter, stdout_writer
 from .redirect import request_id_of
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-access_log = logging.getLogger("linkgate.access")
 
 
 class _RequestIdFilter(logging.Filter):
@@ -29,15 +31,34 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """One JSON object per line on stdout: timestamp, level, logger, message, request_id."""
-    handler = logging.StreamHandler(sys.stdout)
+class WriterHandler(logging.Handler):
+    """Hands each formatted record to a LogWriter: queued, or dropped and counted, never waited for."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+def configure_logging(level: str = "INFO", *, writer: LogWriter | None = None) -> None:
+    """One JSON object per line on stdout: timestamp, level, logger, message, request_id.
+
+    `writer`: where lines go (default: this process's stdout writer).
+    """
+    if writer is None:
+        writer = stdout_writer(Settings.model_fields["log_buffer_lines"].default)
+    handler = WriterHandler(writer)
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{name}{message}{request_id}",
             style="{",
             rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
+            datefmt=TIMESTAMP_FORMAT,
         )
     )
     handler.addFilter(_RequestIdFilter())
@@ -64,15 +85,16 @@ HEAD_AS_GET = "linkgate.head_as_get"
 class RequestContext:
     """X-Request-ID in and out, latency and count by route template, access log."""
 
-    def __init__(self, app, *, access_log_enabled: bool = True) -> None:
+    def __init__(self, app, *, access_log: AccessLog | None = None) -> None:
         self.app = app
-        self._access_log = access_log_enabled
+        self._access_log = access_log
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         request_id = request_id_of(scope)
-        token = request_id_var.set(request_id.decode())
+        request_id_text = request_id.decode()
+        token = request_id_var.set(request_id_text)
         started = time.perf_counter()
         status_holder = [500]
 
@@ -87,9 +109,9 @@ class RequestContext:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method, status = ("HEAD" if scope.get(HEAD_AS_GET) else scope["method"]), status_holder[0]
+            elapsed = time.perf_counter() - started
             metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            metrics.LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
-            if self._access_log:
-                access_log.info("%s %s %d", method, scope["path"], status,
-                                extra={"status": status, "route": route})
+            metrics.LATENCY.labels(method=method, route=route).observe(elapsed)
+            if self._access_log is not None:
+                self._access_log.record(method, route, scope["path"], status, request_id_text, elapsed)
             request_id_var.reset(token)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from . import metrics
+from .access_log import AccessLog
 from .batching import Coalescer
 from .codes import CODE_PATTERN, is_reserved
 from .config import Settings
@@ -43,7 +44,6 @@ from .lifecycle.visit_limits import VisitLimits
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache, cached_link
 
 log = logging.getLogger("linkgate.redirect")
-access_log = logging.getLogger("linkgate.access")
 
 PERMANENT = frozenset({301, 308})
 _NO_STORE = b"private, no-store"
@@ -275,7 +275,7 @@ class RedirectGateway:
     errors: a visitor gets a 500 problem, never a dropped connection.
     """
 
-    def __init__(self, *, access_log_enabled: bool = True, client_addresses: ClientAddresses | None = None) -> None:
+    def __init__(self, *, access_log: AccessLog | None = None, client_addresses: ClientAddresses | None = None) -> None:
         # Set by the app's lifespan; until then every request goes to FastAPI.
         self.redirector: Redirector | None = None
         # The unknown-code limit: consulted only for codes that do not exist.
@@ -286,7 +286,7 @@ class RedirectGateway:
         self.gone_redirect_url: str | None = None
         self.permanent_max_age = 3600
         self._addresses = client_addresses or ClientAddresses(())
-        self._access_log = access_log_enabled
+        self._access_log = access_log
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
         self._requests: dict[tuple[str, int], object] = {}
         self._latency = {m: metrics.LATENCY.labels(method=m, route="/{code}") for m in ("GET", "HEAD")}
@@ -315,12 +315,11 @@ class RedirectGateway:
                                     "Something went wrong on our side.")
             except Exception:  # the response had started (the client went away mid-send)
                 log.debug("could not send the 500 for %s", code)
-        self._observe(scope["method"], status, started)
-        if self._access_log:
-            access_log.info(
-                "%s %s %d", scope["method"], scope["path"], status,
-                extra={"request_id": request_id.decode(), "status": status, "route": "/{code}"},
-            )
+        elapsed = time.perf_counter() - started
+        method = scope["method"]
+        self._observe(method, status, elapsed)
+        if self._access_log is not None:
+            self._access_log.record(method, "/{code}", scope["path"], status, request_id.decode(), elapsed)
 
     async def _redirect(self, redirector: Redirector, code: str, scope, send, request_id: bytes) -> int:
         try:
@@ -405,13 +404,13 @@ class RedirectGateway:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else GONE_HTML})
         return 410
 
-    def _observe(self, method: str, status: int, started: float) -> None:
+    def _observe(self, method: str, status: int, elapsed: float) -> None:
         counter = self._requests.get((method, status))
         if counter is None:
             counter = metrics.REQUESTS.labels(method=method, route="/{code}", status=str(status))
             self._requests[(method, status)] = counter
         metrics.TALLY.add(counter)
-        self._latency[method].observe(time.perf_counter() - started)
+        self._latency[method].observe(elapsed)
 
     async def _not_found(self, send, scope, request_id: bytes, code: str, extra_headers: list) -> None:
         if _accepts_json(scope):

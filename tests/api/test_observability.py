@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import os
 
 from prometheus_client import REGISTRY
 
+from service.log_writer import LogWriter
 from service.observability import configure_logging
 
 
@@ -81,17 +82,20 @@ async def test_every_response_carries_a_request_id(client):
 def test_logs_are_one_json_object_per_line_with_the_request_id():
     from service.observability import request_id_var
 
-    configure_logging("INFO")
+    read, write = os.pipe()
+    writer = LogWriter(write, capacity=100)
+    configure_logging("INFO", writer=writer)
     root = logging.getLogger()
-    stream = io.StringIO()
-    root.handlers[0].setStream(stream)
     token = request_id_var.set("req-7")
     try:
         logging.getLogger("linkgate.test").info("hello %s", "world")
+        assert writer.flush(1.0)
     finally:
         request_id_var.reset(token)
         root.handlers[:] = []
-    record = json.loads(stream.getvalue().strip())
+        os.close(write)
+    with os.fdopen(read) as pipe:
+        record = json.loads(pipe.read().strip())
     assert record["message"] == "hello world"
     assert record["level"] == "INFO"
     assert record["request_id"] == "req-7"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -29,31 +31,50 @@ def cli_env(tmp_path, **extra) -> dict[str, str]:
     return env
 
 
-def test_migrate_then_serve_answers_and_sigterm_shuts_down_gracefully(tmp_path):
-    env = cli_env(tmp_path, LINKGATE_LOG_LEVEL="info")
+def migrate(env: dict[str, str]) -> None:
     migrated = subprocess.run([sys.executable, "-m", "service", "migrate"], env=env, capture_output=True, text=True)
     assert migrated.returncode == 0, migrated.stderr
-    port = free_port()
+
+
+def serve(env: dict[str, str], port: int, **popen) -> subprocess.Popen:
+    """`python -m service serve` on the port, once /readyz answers 200."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port), "--graceful-timeout", "5"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "service", "serve", "--port", str(port), "--graceful-timeout", "5"], env=env, **popen
     )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, f"server exited with {server.returncode}"
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.1)
+
+
+def admin_key(env: dict[str, str]) -> dict[str, str]:
+    """Headers with a new admin key, made as an operator makes one (the CLI)."""
+    key = subprocess.run([sys.executable, "-m", "service", "create-key", "--name", f"ops-{time.monotonic_ns()}",
+                          "--role", "admin"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return {"Authorization": f"Bearer {key}"}
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.kill()
+        server.wait()
+
+
+def test_migrate_then_serve_answers_and_sigterm_shuts_down_gracefully(tmp_path):
+    env = cli_env(tmp_path, LINKGATE_LOG_LEVEL="info")
+    migrate(env)
+    port = free_port()
+    server = serve(env, port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            assert server.poll() is None, server.stdout.read()
-            time.sleep(0.1)
-        key = subprocess.run([sys.executable, "-m", "service", "create-key", "--name", "ops", "--role", "admin"],
-                             env=env, capture_output=True, text=True, check=True).stdout.strip()
         code = httpx.post(f"{base}/api/v1/links", json={"url": "https://example.com/"},
-                          headers={"Authorization": f"Bearer {key}"}).json()["code"]
+                          headers=admin_key(env)).json()["code"]
         assert httpx.get(f"{base}/{code}").headers["location"] == "https://example.com/"
         server.send_signal(signal.SIGTERM)
         # uvicorn finishes in-flight requests, runs the lifespan shutdown, then
@@ -62,9 +83,76 @@ def test_migrate_then_serve_answers_and_sigterm_shuts_down_gracefully(tmp_path):
         output = server.stdout.read()
         assert "Application shutdown complete" in output, output
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        stop(server)
+
+
+def test_a_stdout_nobody_reads_never_stalls_a_redirect_and_the_lost_lines_are_counted(tmp_path):
+    env = cli_env(tmp_path, LINKGATE_LOG_LEVEL="info", LINKGATE_ACCESS_LOG="true", LINKGATE_LOG_BUFFER_LINES="200")
+    migrate(env)
+    port = free_port()
+    # A pipe nobody reads: it fills (64 KiB, a few hundred lines), then the buffer does.
+    server = serve(env, port, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers=admin_key(env)) as client:
+            code = client.post("/api/v1/links", json={"url": "https://example.com/"}).json()["code"]
+            slowest = 0.0
+            for _ in range(2_000):
+                started = time.perf_counter()
+                response = client.get(f"/{code}")
+                slowest = max(slowest, time.perf_counter() - started)
+                assert response.status_code == 302
+            # A correctness bound, not a speed target: a blocked write() would hang here for good.
+            assert slowest < 1.0
+            metrics = client.get("/metrics").text
+        dropped = next(
+            float(line.split()[-1]) for line in metrics.splitlines()
+            if line.startswith("linkgate_log_lines_dropped_total ")
+        )
+        assert dropped > 1_000
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        # Bounded flushes (lifespan, then exit): a stalled stdout does not hold the shutdown.
+        assert server.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 10
+    finally:
+        stop(server)
+
+
+def test_sigterm_right_after_a_burst_loses_no_access_line(tmp_path):
+    env = cli_env(tmp_path, LINKGATE_LOG_LEVEL="info", LINKGATE_ACCESS_LOG="true")
+    migrate(env)
+    port = free_port()
+    read, write = os.pipe()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read, 1 << 16):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    server = serve(env, port, stdout=write, stderr=subprocess.DEVNULL)
+    os.close(write)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers=admin_key(env)) as client:
+            code = client.post("/api/v1/links", json={"url": "https://example.com/"}).json()["code"]
+            ids = [client.get(f"/{code}").headers["x-request-id"] for _ in range(500)]
+            ids.append(client.get("/api/v1/links", headers={"x-request-id": "api-call-1"}).headers["x-request-id"])
+        server.send_signal(signal.SIGTERM)  # at once: lines of the last requests are still buffered
+        assert server.wait(timeout=15) in (0, -signal.SIGTERM)
+        reader.join(timeout=10)
+        lines = [json.loads(line) for line in b"".join(chunks).decode().splitlines()]
+    finally:
+        stop(server)
+        os.close(read)
+    access = [line for line in lines if line["logger"] == "linkgate.access"]
+    assert [line["request_id"] for line in access if line["method"] == "GET"][-501:] == ids
+    redirect = next(line for line in access if line["route"] == "/{code}")
+    assert (redirect["status"], redirect["path"], redirect["message"]) == (302, f"/{code}", f"GET /{code} 302")
+    assert redirect["duration_ms"] >= 0
+    api = next(line for line in access if line["request_id"] == "api-call-1")
+    assert (api["route"], api["status"]) == ("/api/v1/links", 200)
+    assert "Application shutdown complete." in [line["message"] for line in lines]
 
 
 def test_serve_refuses_several_workers_without_a_shared_redis(tmp_path):
