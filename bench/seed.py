@@ -85,3 +85,31 @@ def unknown_codes(known: list[str], count: int, *, alphabet: str, rng: random.Ra
 def write_codes(path: Path, codes: list[str]) -> Path:
     path.write_text("\n".join(codes) + "\n")
     return path
+
+
+LIMITED_URL = "https://www.example.com/articles/2026/11/limited-offer?ref=newsletter"
+BROWSER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"
+
+
+@dataclass
+class Access:
+    """What the bench's clients use: an admin key, and a link with a visit limit."""
+
+    api_key: str
+    limited_code: str
+
+
+async def bench_access(settings: Settings, tag: str) -> Access:
+    """An admin API key for the create workload, and a link with max_visits for the limited hot one
+    (its limit far above what a run can reach: every visit pays the counting, none is refused)."""
+    from service.access.grant import Grant
+    from service.access.policy import Scope
+
+    app = create_app(settings, configure_logs=False)
+    async with app.router.lifespan_context(app):
+        key, token = await app.state.keys.create(name=f"bench-{tag}", role="admin")
+        principal = await app.state.keys.authenticate(token)
+        link = await app.state.links.create(
+            grant=Grant(principal=principal, scope=Scope.ANY), url=LIMITED_URL, max_visits=10**12,
+        )
+    return Access(api_key=token, limited_code=link.code)

@@ -56,10 +56,11 @@ async def not_found(base_url: str, codes: list[str]) -> Verification:
     return result
 
 
-async def creates(base_url: str, tag: str, size: int) -> Verification:
+async def creates(base_url: str, tag: str, size: int, api_key: str) -> Verification:
     """The newest links (made by wrk) redirect to their URLs; then `size` fresh creates round-trip."""
     result = Verification()
     async with _client(base_url) as client:
+        client.headers["Authorization"] = f"Bearer {api_key}"
         listed = await client.get("/api/v1/links", params={"limit": 100})
         if listed.status_code != 200:
             result.record(f"GET /api/v1/links: {listed.status_code}")

@@ -41,6 +41,8 @@ class Data:
     unknown_off_file: Path
     unknown_off_pool: list[str]
     unknown_off_checked: list[str]
+    # The admin key the create workload sends, and the link with max_visits.
+    access: seed.Access
 
     @property
     def hot_index(self) -> int:
@@ -128,6 +130,15 @@ WORKLOADS: tuple[Workload, ...] = (
         process="service",
     ),
     Workload(
+        key="hot_limited",
+        title=lambda d: "hot: one code with max_visits (a browser's visits, each counted)",
+        script="hot.lua",
+        args=lambda d: [d.access.limited_code, seed.BROWSER_AGENT],
+        expected_status=302,
+        check=lambda d, url: verify.redirects(url, [(d.access.limited_code, seed.LIMITED_URL)] * d.verify_samples),
+        process="service",
+    ),
+    Workload(
         key="uniform",
         title=lambda d: f"uniform over {d.links:,} links",
         script="codes.lua",
@@ -149,9 +160,9 @@ WORKLOADS: tuple[Workload, ...] = (
         key="create",
         title=lambda d: "create: POST /api/v1/links",
         script="create.lua",
-        args=lambda d: [d.run_tag],
+        args=lambda d: [d.run_tag, d.access.api_key],
         expected_status=201,
-        check=lambda d, url: verify.creates(url, d.run_tag, d.verify_samples),
+        check=lambda d, url: verify.creates(url, d.run_tag, d.verify_samples, d.access.api_key),
         process="service",
         redirect=False,
     ),
@@ -169,7 +180,7 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 # The order of the rows in RESULTS.md (the run order is PROCESSES, then WORKLOADS).
-DISPLAY_ORDER = ("hot", "uniform", "uniform_query", "unknown", "create", "uniform_small")
+DISPLAY_ORDER = ("hot", "hot_limited", "uniform", "uniform_query", "unknown", "create", "uniform_small")
 
 
 def of_process(name: str) -> list[Workload]:

@@ -23,11 +23,13 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.exceptions import NoScriptError, RedisError
 
 from .. import metrics
+from ..batching import Coalescer
 from ..errors import StorageUnavailable
 from ..store import sql
 from .bots import is_bot, user_agent_of
@@ -59,6 +61,15 @@ return redis.call('INCR', KEYS[1])
 _ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class _Visit:
+    """One visit's script call, waiting for its batch (compared by identity: each visit counts)."""
+
+    code: str
+    max_visits: int
+    counts: int
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -76,6 +87,9 @@ class VisitLimits:
         self._clock = clock
         # Admitted through Redis, not yet added to SQL: code -> visits.
         self._pending: dict[str, int] = {}
+        # Visits that arrive together share one pipeline: a lone EVALSHA costs redis-py
+        # ~65 us of CPU, one of a pipelined batch ~13 us (as for the API limiter).
+        self._calls: Coalescer[_Visit, int] = Coalescer(self._call_many, max_in_flight=4, max_batch=500)
 
     def key(self, code: str) -> str:
         return f"{self._prefix}{{{code}}}:visits"
@@ -85,7 +99,7 @@ class VisitLimits:
         counts = 1 if self._count_bots or not is_bot(user_agent_of(scope)) else 0
         try:
             async with asyncio.timeout(self._timeout):
-                result = await self._call(code, max_visits, counts)
+                result = await self._calls.get(_Visit(code, max_visits, counts))
                 if result == -2:
                     await self._load(code)
                     result = await self._call(code, max_visits, counts)
@@ -98,6 +112,23 @@ class VisitLimits:
         if counts:
             self._pending[code] = self._pending.get(code, 0) + 1
         return True
+
+    async def _call_many(self, visits: list[_Visit]) -> list[int]:
+        """The batch's script calls in one pipeline (each visit is still its own atomic call)."""
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for visit in visits:
+                pipe.execute_command("EVALSHA", _ADMIT_SHA, 1, self.key(visit.code), visit.max_visits, visit.counts)
+            replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(reply, NoScriptError) for reply in replies):
+                break
+            if attempt == 2:
+                raise RedisError("the visit-limit script could not be loaded")
+            await self._redis.script_load(ADMIT)  # a new or flushed Redis; no call of this batch ran
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [int(reply) for reply in replies]
 
     async def _call(self, code: str, max_visits: int, counts: int) -> int:
         try:

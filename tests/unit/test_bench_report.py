@@ -55,8 +55,9 @@ CEILING = 10_000.0
         pytest.param("unknown", 4_000, report.MET, id="unknown-at-0.40"),
         pytest.param("unknown", 3_999, report.NOT_MET, id="unknown-below-0.40"),
         pytest.param("uniform_small", 100, report.MET, id="small-data-set-has-only-a-p99-target"),
-        pytest.param("create", 1_000, report.MET, id="create-at-1000"),
-        pytest.param("create", 999, report.NOT_MET, id="create-below-1000"),
+        pytest.param("create", 3_000, report.MET, id="create-at-3000"),
+        pytest.param("create", 2_999, report.NOT_MET, id="create-below-3000"),
+        pytest.param("hot_limited", 100, report.MET, id="limited-hot-has-only-a-p99-target"),
     ],
 )
 def test_each_workload_is_held_to_its_own_target(key, rps, state):
