@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from json.encoder import encode_basestring_ascii as _quoted
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -45,6 +46,31 @@ class WriterHandler(logging.Handler):
             self.handleError(record)
 
 
+# What an audit line may carry besides the common fields (service.access.keys, service.links).
+AUDIT_FIELDS = ("event", "code", "key_id", "key_name", "role", "by_key_id", "by_key_name")
+
+
+class AuditFormatter(logging.Formatter):
+    """Audit lines as one f-string: the same JSON shape as every other line, plus the audit fields.
+
+    A create writes one; through python-json-logger that was ~6% of a create's
+    time in a profile, this is a few microseconds.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime(TIMESTAMP_FORMAT, time.localtime(record.created))
+        extra = "".join(
+            f', "{name}": {_quoted(str(value))}'
+            for name in AUDIT_FIELDS if (value := getattr(record, name, None)) is not None
+        )
+        request_id = getattr(record, "request_id", None)
+        return (
+            f'{{"timestamp": "{stamp}", "level": "{record.levelname}", "logger": "{record.name}", '
+            f'"message": {_quoted(record.getMessage())}, '
+            f'"request_id": {_quoted(request_id) if request_id else "null"}{extra}}}'
+        )
+
+
 def configure_logging(level: str = "INFO", *, writer: LogWriter | None = None) -> None:
     """One JSON object per line on stdout: timestamp, level, logger, message, request_id.
 
@@ -65,6 +91,12 @@ def configure_logging(level: str = "INFO", *, writer: LogWriter | None = None) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    audit_handler = WriterHandler(writer)
+    audit_handler.setFormatter(AuditFormatter())
+    audit_handler.addFilter(_RequestIdFilter())
+    audit = logging.getLogger("linkgate.audit")
+    audit.handlers[:] = [audit_handler]
+    audit.propagate = False
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter on every start
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

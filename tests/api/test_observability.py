@@ -127,3 +127,32 @@ async def test_readyz_stays_ready_when_a_newer_release_already_migrated(client):
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["checks"]["migrations"] == "ok"
+
+
+def test_audit_lines_are_json_with_the_audit_fields_and_the_request_id():
+    import json as json_module
+    import logging
+
+    from service.observability import configure_logging
+
+    lines: list[str] = []
+
+    class Collect:
+        def write(self, line: str) -> None:
+            lines.append(line)
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    audit = logging.getLogger("linkgate.audit")
+    try:
+        configure_logging("INFO", writer=Collect())
+        audit.info("link.created", extra={"event": "link.created", "code": "abc", "key_id": "0123456789ab",
+                                          "key_name": 'odd "name"', "request_id": "req-1"})
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        audit.handlers[:] = []
+        audit.propagate = True
+    line = json_module.loads(lines[-1])
+    assert line == {"timestamp": line["timestamp"], "level": "INFO", "logger": "linkgate.audit",
+                    "message": "link.created", "request_id": "req-1", "event": "link.created", "code": "abc",
+                    "key_id": "0123456789ab", "key_name": 'odd "name"'}
