@@ -56,7 +56,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 def cached_form(link: Link) -> CachedLink:
-    return CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy)
+    return CachedLink(url=link.url, redirect_status=link.redirect_status, query_policy=link.query_policy, id=link.id)
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,8 +243,8 @@ class LinkService:
                 )
             if not rows:
                 break
-            links = {code: CachedLink(url=url, redirect_status=status, query_policy=policy)
-                     for _, code, url, status, policy in rows}
+            links = {code: CachedLink(url=url, redirect_status=status, query_policy=policy, id=row_id)
+                     for row_id, code, url, status, policy in rows}
             if not await self.cache.put_many(links):
                 raise CacheUnavailable("redis did not take the entries")
             warmed += len(rows)

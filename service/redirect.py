@@ -14,6 +14,10 @@ dependency injection, middleware or response models. Lookups go:
 
 Anything that is not a single path segment shaped like a code, or is one of
 the service's own reserved words, goes on to FastAPI untouched.
+
+Every answered visit (a redirect, a 404) is handed to the visit recorder
+(service.visits.recorder) as it stands: a tuple appended to a list, no I/O
+and no parsing here; the recorder's flusher does the rest off the path.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .errors import PROBLEM_TYPE_PREFIX, StorageUnavailable
 from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, SplitTarget, compile_filter
 from .store import sql
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache
+from .visits.recorder import LINK_ID, VisitRecorder
 
 log = logging.getLogger("linkgate.redirect")
 access_log = logging.getLogger("linkgate.access")
@@ -61,12 +66,20 @@ class Destination:
     the stored URL.
     """
 
-    __slots__ = ("status", "url", "plain_location", "cache_control", "_policy", "_limits", "_filter", "_parts")
+    __slots__ = (
+        "status", "url", "link_id", "plain_location", "cache_control", "_policy", "_limits", "_filter", "_parts",
+    )
 
     def __init__(self, *, status: int, url: str, cache_control: bytes, policy: QueryPolicy,
-                 limits: FilterLimits, compiled: CompiledFilter | None = None) -> None:
-        """`compiled`: the policy's filter when it is already built (the shared default's)."""
+                 limits: FilterLimits, compiled: CompiledFilter | None = None, link_id: int | None = None) -> None:
+        """`compiled`: the policy's filter when it is already built (the shared default's).
+
+        `link_id`: the row id visit events name the link by (None from a
+        cache entry written before ids were cached; the consumer then finds
+        it by the code).
+        """
         self.status = status
+        self.link_id = link_id
         self.url = url
         self.cache_control = cache_control
         # The Location of a visit without a query string, when the policy adds nothing.
@@ -176,6 +189,7 @@ class Redirector:
             policy=policy,
             limits=self._limits,
             compiled=compiled,
+            link_id=link.id,
         )
 
     async def find(self, code: str) -> Destination | None:
@@ -240,7 +254,9 @@ class Redirector:
         now = self._clock()
         for code in codes:
             row = rows.get(code)
-            link = None if row is None else CachedLink(url=row[0], redirect_status=row[1], query_policy=row[2])
+            link = None if row is None else CachedLink(
+                url=row[0], redirect_status=row[1], query_policy=row[2], id=row[3]
+            )
             found[code] = link
             destination = None if link is None else self.destination(link)
             destinations.append(destination)
@@ -271,6 +287,8 @@ class RedirectGateway:
         self.redirector: Redirector | None = None
         # The unknown-code limit: consulted only for codes that do not exist.
         self.scan_guard: ScanGuard | None = None
+        # Visit events (LINKGATE_TRACKING); None: none are made.
+        self.recorder: VisitRecorder | None = None
         self._addresses = client_addresses or ClientAddresses(())
         self._access_log = access_log_enabled
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
@@ -302,6 +320,8 @@ class RedirectGateway:
             except Exception:  # the response had started (the client went away mid-send)
                 log.debug("could not send the 500 for %s", code)
         self._observe(scope["method"], status, started)
+        if self.recorder is not None:
+            self.recorder.record(code, status, scope)
         if self._access_log:
             access_log.info(
                 "%s %s %d", scope["method"], scope["path"], status,
@@ -316,7 +336,9 @@ class RedirectGateway:
                                 "Storage unavailable", "The link store cannot be reached; try again shortly.",
                                 extra_headers=[(b"retry-after", redirector.retry_after)])
             return 503
-        if destination is None:
+        if destination is not None:
+            scope[LINK_ID] = destination.link_id  # for the visit event: see serve
+        else:
             limit_headers: list = []
             guard = self.scan_guard
             if guard is not None:

@@ -2,10 +2,13 @@
 
 Keys (all start with settings.redis_key_prefix, "lg:" by default):
 
-- ``lg:{<code>}``: the cached link. Value ``b"<status><policy-json>\\n<url>"``:
-  three ASCII digits, the link's query policy as compact JSON (empty when the
-  link uses the operator default), a newline (never inside JSON or a stored
-  URL), then the URL. TTL settings.cache_ttl_seconds.
+- ``lg:{<code>}``: the cached link. Value ``b"<status><id><policy-json>\\n<url>"``:
+  three ASCII digits, the link's row id in decimal (visit events carry it;
+  a value written before ids were cached has none, and decodes with id
+  None), the link's query policy as compact JSON (empty when the link uses
+  the operator default; it starts with ``{``, so it never runs into the id),
+  a newline (never inside JSON or a stored URL), then the URL. TTL
+  settings.cache_ttl_seconds.
   The value ``b""`` means "no such code" and lives settings.cache_miss_ttl_seconds,
   so scans of random codes reach SQL once per code per miss TTL, not per request.
 
@@ -48,6 +51,8 @@ class CachedLink:
     url: str
     redirect_status: int
     query_policy: dict | None
+    # The row id (visit events name the link by it); None in values cached before ids were.
+    id: int | None = None
 
 
 class _Missing:
@@ -61,7 +66,8 @@ MISSING = _Missing()
 
 def encode_link(link: CachedLink) -> bytes:
     policy = json.dumps(link.query_policy, separators=(",", ":")) if link.query_policy else ""
-    return f"{link.redirect_status:03d}{policy}\n{link.url}".encode()
+    row_id = "" if link.id is None else link.id
+    return f"{link.redirect_status:03d}{row_id}{policy}\n{link.url}".encode()
 
 
 def decode_link(value: bytes) -> CachedLink | _Missing:
@@ -69,11 +75,14 @@ def decode_link(value: bytes) -> CachedLink | _Missing:
         return MISSING
     text = value.decode()
     newline = text.index("\n")
-    policy_text = text[3:newline]
+    head = text[3:newline]
+    brace = head.find("{")
+    id_text, policy_text = (head, "") if brace < 0 else (head[:brace], head[brace:])
     return CachedLink(
         url=text[newline + 1 :],
         redirect_status=int(text[:3]),
         query_policy=json.loads(policy_text) if policy_text else None,
+        id=int(id_text) if id_text else None,
     )
 
 

@@ -262,7 +262,7 @@ async def find_live_link(*, session: AsyncSession, code: str, visible: Visibilit
 
 
 # Built once: constructing the statement per batch showed in profiles.
-_TARGET_COLUMNS = (Link.code, Link.url, Link.redirect_status, Link.query_policy)
+_TARGET_COLUMNS = (Link.code, Link.url, Link.redirect_status, Link.query_policy, Link.id)
 _LIVE_TARGETS = select(*_TARGET_COLUMNS).where(
     Link.code.in_(bindparam("codes", expanding=True)), Link.deleted_at.is_(None)
 )
@@ -276,15 +276,15 @@ _LIVE_TARGETS_PG = select(*_TARGET_COLUMNS).where(
 
 async def find_live_targets(
     *, connection: AsyncConnection, codes: list[str]
-) -> dict[str, tuple[str, int, dict | None]]:
-    """url, redirect_status and query_policy of each live link among `codes`, by code.
+) -> dict[str, tuple[str, int, dict | None, int]]:
+    """url, redirect_status, query_policy and row id of each live link among `codes`, by code.
 
     Core, not the ORM: this is the redirect path's SQL, one query for a batch
     of codes, and ORM identity bookkeeping would only cost time here.
     """
     statement = _LIVE_TARGETS_PG if connection.dialect.name == "postgresql" else _LIVE_TARGETS
     rows = (await connection.execute(statement, {"codes": codes})).all()
-    return {code: (url, status, policy) for code, url, status, policy in rows}
+    return {code: (url, status, policy, row_id) for code, url, status, policy, row_id in rows}
 
 
 async def newest_live_targets(
