@@ -40,9 +40,11 @@ async def get_links(request: Request) -> LinkService:
 LinksDep = Annotated[LinkService, Depends(get_links)]
 
 
-async def to_out(links: list[Link], service: LinkService, request: Request) -> list[LinkOut]:
+async def to_out(links: list[Link], service: LinkService, request: Request, *, new: bool = False) -> list[LinkOut]:
+    """`new`: links just created, which have no visits yet (no query for them)."""
     keys: KeyService = request.app.state.keys
     names = await keys.names({k for link in links for k in (link.created_by_id, link.updated_by_id) if k})
+    visits = {} if new else await request.app.state.visit_stats.visits_of([link.id for link in links])
     base = service.settings.public_base_url
     return [
         LinkOut(
@@ -55,6 +57,7 @@ async def to_out(links: list[Link], service: LinkService, request: Request) -> l
             updated_at=link.updated_at,
             created_by=names.get(link.created_by_id),
             updated_by=names.get(link.updated_by_id),
+            visits=visits.get(link.id, 0),
         )
         for link in links
     ]
@@ -71,7 +74,7 @@ async def create_link(
         grant=grant, url=body.url, alias=body.alias, redirect_status=body.redirect_status, query=body.query
     )
     response.headers["Location"] = f"/api/v1/links/{link.code}"
-    return (await to_out([link], links, request))[0]
+    return (await to_out([link], links, request, new=True))[0]
 
 
 @router.get("", response_model=LinkPage, responses=_ALWAYS)
