@@ -117,6 +117,10 @@ class VisitConsumer:
         values.update(overrides)
         return cls(**values)
 
+    @property
+    def stream_key(self) -> str:
+        return self._stream.key
+
     # --- the loop ------------------------------------------------------------------
 
     def stop(self) -> None:
