@@ -34,6 +34,10 @@ except ImportError:  # pragma: no cover - only without the extra
     from ua_parser import load_builtins as _load  # type: ignore[assignment]
 
 UNKNOWN = "unknown"
+# What crawlerdetect and ua-parser both missed on the test fixture
+# (tests/data/user-agents.tsv): previewers and tools that name themselves
+# without any bot word. Lower case, matched as substrings.
+_MORE_BOTS = ("(viber)", "tumblr/", "windowspowershell", "insomnia/", "/synthetics", "checkly/")
 # Distinct User-Agents and networks remembered by one consumer.
 AGENT_CACHE_SIZE = 50_000
 COUNTRY_CACHE_SIZE = 100_000
@@ -87,6 +91,15 @@ def _resolver():
     return _Resolver(_load())
 
 
+def _looks_automated(text: str, unknown_browser: bool) -> bool:
+    """A User-Agent no browser sends: none, a script's bare name, or a contact address (bots give one)."""
+    if len(text.strip(" -")) == 0 or any(token in text for token in _MORE_BOTS):
+        return True
+    if unknown_browser and "(" not in text:  # "node", "Mozilla/5.0", "Google-Safety": no platform at all
+        return True
+    return "+http" in text or "+mailto:" in text
+
+
 def _name(family: str | None) -> str:
     return UNKNOWN if not family or family == "Other" else family[:MAX_NAME]
 
@@ -102,7 +115,7 @@ class Enricher:
 
             try:
                 self._geo = maxminddb.open_database(geoip_db)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
                 raise ValueError(f"LINKGATE_GEOIP_DB: cannot read {geoip_db!r} as a MaxMind database: {exc}") from None
         self.agent = functools.lru_cache(maxsize=AGENT_CACHE_SIZE)(self._agent)
         self.country = functools.lru_cache(maxsize=COUNTRY_CACHE_SIZE)(self._country)
@@ -110,10 +123,11 @@ class Enricher:
     def _agent(self, user_agent: str) -> Agent:
         parsed = _resolver()(user_agent, Domain.ALL)
         device_family = parsed.device.family if parsed.device else None
+        text = user_agent.lower()
         bot = (
-            not user_agent.strip()
-            or device_family == "Spider"
+            device_family == "Spider"
             or self._crawlers.is_crawler(user_agent)
+            or _looks_automated(text, parsed.user_agent is None or parsed.user_agent.family == "Other")
         )
         return Agent(
             browser=_name(parsed.user_agent.family if parsed.user_agent else None),
