@@ -1,4 +1,4 @@
-"""Command line: `python -m service serve|migrate|create-key|list-keys|revoke-key|...`.
+"""Command line: `python -m service serve|migrate|consume-visits|create-key|list-keys|revoke-key|...`.
 
 Whatever a script reads comes on stdout (create-key: the key alone); every
 message for a person goes to stderr.
@@ -88,6 +88,48 @@ def cmd_warm_cache(args: argparse.Namespace) -> int:
     count = asyncio.run(warm())
     print(f"linkgate: cached {count} links in Redis in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def cmd_consume_visits(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    if not settings.redis_url:
+        sys.exit(
+            "linkgate: consume-visits reads the shared visit stream; set LINKGATE_REDIS_URL "
+            "(without one, the server's in-process consumer folds its own visits)"
+        )
+
+    async def consume() -> int:
+        from .app import open_redis
+        from .store import sql
+        from .visits.consumer import VisitConsumer
+
+        db = sql.Database.open(settings.database_url, pool_size=2)
+        redis_client = open_redis(settings)
+        # Its own process: it may wait in XREADGROUP BLOCK (SIGTERM takes effect within that second).
+        consumer = VisitConsumer.from_settings(settings, redis=redis_client, db=db, block_seconds=1.0)
+        log = logging.getLogger("linkgate.visits")
+        try:
+            if args.until_empty:
+                done = await consumer.drain(timeout_seconds=args.until_empty)
+                log.info("folded %d visit events; stream %s", consumer.folded, "empty" if done else "not empty yet")
+                return 0 if done else 1
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, consumer.stop)
+            log.info("visit consumer %s folding %s", consumer.name, consumer.stream_key)
+            await consumer.run()
+            log.info("visit consumer %s stopped after %d events", consumer.name, consumer.folded)
+            return 0
+        finally:
+            await redis_client.aclose()
+            await db.close()
+
+    return asyncio.run(consume())
 
 
 def _with_keys(action):
@@ -298,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=cmd_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations, then exit")
     migrate.set_defaults(run=cmd_migrate)
+    consume = commands.add_parser(
+        "consume-visits", help="fold the visit stream into the stats, in the consumer group, until SIGTERM"
+    )
+    consume.add_argument("--until-empty", type=float, metavar="SECONDS",
+                         help="fold what the stream holds now (for at most SECONDS), then exit")
+    consume.set_defaults(run=cmd_consume_visits)
     warm = commands.add_parser("warm-cache", help="write the newest links to Redis (after a flush or an import)")
     warm.add_argument("--limit", type=int, default=100_000, help="how many links, newest first (default 100000)")
     warm.set_defaults(run=cmd_warm_cache)

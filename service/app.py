@@ -17,7 +17,7 @@ from .access.keys import KeyService
 from .access.limiter import ApiLimiter, ScanGuard
 from .access.policy import Permissions
 from .access.rates import parse_rate
-from .api import auth, health, keys as keys_api, links as links_api, problems
+from .api import auth, health, keys as keys_api, links as links_api, problems, stats as stats_api
 from .codes import CodeCodec
 from .config import Settings
 from .lifecycle.visit_limits import VisitLimits
@@ -30,6 +30,9 @@ from .redirect import RedirectGateway, Redirector
 from .store import sql
 from .store.cache import LinkCache
 from .targets import TargetRules
+from .visits.consumer import VisitConsumer
+from .visits.recorder import VisitRecorder
+from .visits.stats import VisitStats
 
 log = logging.getLogger("linkgate")
 
@@ -149,6 +152,34 @@ async def _every_while_share_unknown_codes(guard: ScanGuard, every_seconds: floa
 # How often each process shares its count of unknown codes per address.
 SCAN_FLUSH_SECONDS = 0.5
 
+# At shutdown: how long the last visit events may take to reach the stream,
+# and (with the in-process consumer) the stream to be folded into SQL.
+VISITS_SEND_SECONDS = 5.0
+VISITS_DRAIN_SECONDS = 15.0
+
+
+async def _close_visits(recorder: VisitRecorder | None, consumer: VisitConsumer | None,
+                        consumer_task: asyncio.Task | None) -> None:
+    """Send the last visit events, then (in-process consumer) fold what the stream holds.
+
+    Under `make run` the stream lives in this process's fakeredis and dies
+    with it: only what is folded into SQL here survives the exit.
+    """
+    if recorder is not None:
+        await recorder.close(timeout_seconds=VISITS_SEND_SECONDS)
+    if consumer is not None and consumer_task is not None:
+        consumer.stop()  # it finishes the fold under way, then returns
+        await asyncio.wait({consumer_task}, timeout=VISITS_DRAIN_SECONDS)
+        if not consumer_task.done():
+            consumer_task.cancel()  # a fold cut short rolls back; drain folds its entries again
+            await asyncio.wait({consumer_task}, timeout=1.0)
+    if consumer is not None:
+        try:
+            if not await consumer.drain(timeout_seconds=VISITS_DRAIN_SECONDS):
+                log.error("visit events left unfolded at shutdown: the stream keeps them for the next consumer")
+        except Exception as exc:  # Redis or SQL away: what is in the stream stays there
+            log.error("visit events not folded at shutdown: %s", exc)
+
 # Collections of the young generations at most every GC_THRESHOLDS[0] net
 # allocations of tracked objects, instead of Python's 700 (see tune_garbage_collector).
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -238,6 +269,14 @@ def create_app(
         app.state.db, app.state.cache, app.state.links, app.state.redirector = db, cache, service, redirector
         app.state.permissions, app.state.keys, app.state.scan_guard = permissions, keys, scan_guard
         app.state.api_limiter = ApiLimiter(redis_client_, prefix=settings.redis_key_prefix)
+        app.state.visit_stats = VisitStats(db=db)
+        recorder = consumer = consumer_task = None
+        if settings.tracking:
+            recorder = VisitRecorder.from_settings(settings, redis=redis_client_, addresses=client_addresses)
+            app.redirect_gateway.recorder = recorder
+        if settings.visits_consumer_in_process:
+            consumer = VisitConsumer.from_settings(settings, redis=redis_client_, db=db)
+        app.state.visit_recorder, app.state.visit_consumer = recorder, consumer
         visit_limits = VisitLimits(redis_client_, db, prefix=settings.redis_key_prefix,
                                    count_bots=settings.max_visits_count_bots)
         service.visit_limits = visit_limits
@@ -257,15 +296,21 @@ def create_app(
             asyncio.create_task(_every_while_share_unknown_codes(scan_guard, SCAN_FLUSH_SECONDS)),
             asyncio.create_task(visit_limits.flush_forever()),
         ]
+        if recorder is not None:
+            tasks.append(asyncio.create_task(recorder.run()))
+        if consumer is not None:
+            consumer_task = asyncio.create_task(consumer.run())
         try:
             yield
         finally:
             app.redirect_gateway.redirector = None
+            app.redirect_gateway.recorder = None
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await _close_visits(recorder, consumer, consumer_task)
             metrics.TALLY.flush()
             with contextlib.suppress(Exception):  # SQL away: the last minute's last_used_at is lost
                 await keys.flush_last_used()
@@ -301,6 +346,7 @@ def create_app(
     app.include_router(links_api.router)
     app.include_router(keys_api.router)
     app.include_router(links_api.tags_router)
+    app.include_router(stats_api.router)
     app.include_router(health.router)
     # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
     app.add_middleware(AccessGate)

@@ -207,6 +207,84 @@ class Settings(BaseSettings):
     query_max_patterns: int = Field(32, ge=1, description="Most allow/deny patterns in one policy.")
     query_max_pattern_length: int = Field(128, ge=1, description="Longest allow/deny pattern.")
 
+    # --- visit analytics ----------------------------------------------------
+    tracking: bool = Field(
+        True,
+        description=(
+            "Count every redirect and every 404/410 as a visit event (off: no event is made, "
+            "the stats stay where they are)."
+        ),
+    )
+    tracking_referrer_path: bool = Field(
+        False,
+        description="Keep the referrer's path as well as its host (never its query or fragment).",
+    )
+    tracking_exclude: CommaList = Field(
+        default_factory=list,
+        description=(
+            "CIDRs (your own monitors) whose visits are counted without a visitor hash and without "
+            "a referrer."
+        ),
+    )
+    tracking_honour_dnt: bool = Field(
+        True,
+        description="Count requests with `Sec-GPC: 1` or `DNT: 1` without a visitor hash and without a referrer.",
+    )
+    tracking_ipv4_prefix: int = Field(
+        24, ge=0, le=24,
+        description="Bits of an IPv4 address kept in an event (at most 24: a raw address is never kept).",
+    )
+    tracking_ipv6_prefix: int = Field(
+        48, ge=0, le=48,
+        description="Bits of an IPv6 address kept in an event (at most 48: a raw address is never kept).",
+    )
+    visits_buffer_size: int = Field(
+        100_000, ge=100, le=10_000_000,
+        description=(
+            "Visit events one process holds while Redis cannot take them; past this the oldest are "
+            "dropped and counted (linkgate_visits_dropped_total)."
+        ),
+    )
+    visits_flush_seconds: float = Field(
+        0.25, gt=0, le=0.25,
+        description="Longest a visit event waits in the process before it is sent to the visit stream.",
+    )
+    visits_flush_size: int = Field(
+        1000, ge=1, le=10_000,
+        description="Events that make the process send at once instead of waiting for the next flush.",
+    )
+    visits_stream_retention_seconds: int = Field(
+        86400, ge=60,
+        description=(
+            "Age past which visit stream entries are trimmed (XADD MINID), folded or not: how long a "
+            "stopped consumer, or another reader of the stream, may fall behind."
+        ),
+    )
+    visits_consumer_in_process: bool = Field(
+        True,
+        description=(
+            "Fold visit events into the stats inside the server process (the embedded default). "
+            "Off when `python -m service consume-visits` runs on its own."
+        ),
+    )
+    visits_consumer_batch: int = Field(
+        2000, ge=1, le=50_000, description="Events a consumer folds in one SQL transaction at most."
+    )
+    visits_claim_idle_seconds: float = Field(
+        30.0, ge=1,
+        description=(
+            "Events a consumer was handed but has not acknowledged for this long are claimed by another "
+            "(a consumer that died mid-batch)."
+        ),
+    )
+    geoip_db: str | None = Field(
+        None,
+        description=(
+            "A MaxMind-format country database (.mmdb) the operator provides; unset: every country is "
+            "unknown. Nothing is ever downloaded."
+        ),
+    )
+
     # --- logging ----------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level name.")
     access_log: bool = Field(
@@ -233,7 +311,9 @@ class Settings(BaseSettings):
         secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
         return cls(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
 
-    @field_validator("allowed_schemes", "blocked_hosts", "query_deny", "trusted_proxies", mode="before")
+    @field_validator(
+        "allowed_schemes", "blocked_hosts", "query_deny", "trusted_proxies", "tracking_exclude", mode="before"
+    )
     @classmethod
     def _lists_from_text(cls, value: object) -> object:
         return _split_list(value)
@@ -243,14 +323,14 @@ class Settings(BaseSettings):
     def _lower_schemes(cls, value: list[str]) -> list[str]:
         return [scheme.lower() for scheme in value]
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "tracking_exclude")
     @classmethod
-    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+    def _are_networks(cls, value: list[str], info) -> list[str]:
         for item in value:
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise ValueError(f"trusted_proxies: {item!r} is not an address or CIDR") from None
+                raise ValueError(f"{info.field_name}: {item!r} is not an address or CIDR") from None
         return value
 
     @field_validator("rate_limit_per_key", "rate_limit_per_address", "unknown_code_limit_per_address")

@@ -57,6 +57,30 @@ LOG_LINES_DROPPED = Counter(
     "Log lines (access and application) dropped because stdout did not keep up and the "
     "in-process buffer (LINKGATE_LOG_BUFFER_LINES) was full.",
 )
+VISITS_RECORDED = Counter(
+    "linkgate_visits_recorded_total", "Visits (redirects, 404s, 410s) the redirect handed to the recorder."
+)
+VISITS_SENT = Counter("linkgate_visits_sent_total", "Visit events appended to the visit stream.")
+VISITS_DROPPED = Counter(
+    "linkgate_visits_dropped_total",
+    "Visit events dropped because the process's backlog was full (Redis away for too long).",
+)
+VISITS_BACKLOG = Gauge(
+    "linkgate_visits_backlog", "Visit events recorded but not yet in the visit stream.", multiprocess_mode="livesum"
+)
+VISITS_FOLDED = Counter("linkgate_visits_folded_total", "Visit events folded into the SQL aggregates.")
+VISITS_DUPLICATES = Counter(
+    "linkgate_visits_duplicates_total",
+    "Visit stream entries delivered again after they were folded (skipped, not counted twice).",
+)
+VISITS_INVALID = Counter(
+    "linkgate_visits_invalid_total", "Visit stream entries that could not be read (skipped, logged)."
+)
+VISITS_FOLD_LAG = Histogram(
+    "linkgate_visits_fold_lag_seconds",
+    "From the oldest visit of a stream entry to the commit that folded it.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+)
 BUILD_INFO = Gauge(
     "linkgate_build_info", "Always 1; labels carry the running version.", ["version"],
     multiprocess_mode="max",

@@ -14,6 +14,10 @@ dependency injection, middleware or response models. Lookups go:
 
 Anything that is not a single path segment shaped like a code, or is one of
 the service's own reserved words, goes on to FastAPI untouched.
+
+Every answered visit (a redirect, a 404) is handed to the visit recorder
+(service.visits.recorder) as it stands: a tuple appended to a list, no I/O
+and no parsing here; the recorder's flusher does the rest off the path.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ from .errors import PROBLEM_TYPE_PREFIX, StorageUnavailable
 from .query_filter import CompiledFilter, FilterLimits, QueryPolicy, SplitTarget, compile_filter
 from .store import sql
 from .lifecycle.gone import GONE_HTML, gone_location
-
 from .lifecycle.state import Lifecycle, LinkStatus
 from .lifecycle.visit_limits import VisitLimits
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache, cached_link
+from .visits.recorder import LINK_ID, VisitRecorder
 
 log = logging.getLogger("linkgate.redirect")
 
@@ -65,15 +69,21 @@ class Destination:
     the stored URL.
     """
 
-    __slots__ = ("status", "url", "plain_location", "cache_control", "lifecycle", "_policy", "_limits",
+    __slots__ = ("status", "url", "link_id", "plain_location", "cache_control", "lifecycle", "_policy", "_limits",
                  "_filter", "_parts")
 
     def __init__(self, *, status: int, url: str, cache_control: bytes, policy: QueryPolicy,
                  limits: FilterLimits, compiled: CompiledFilter | None = None,
-                 lifecycle: Lifecycle | None = None) -> None:
+                 lifecycle: Lifecycle | None = None, link_id: int | None = None) -> None:
         """`compiled`: the policy's filter when it is already built (the shared default's).
-        `lifecycle`: None for a plain live link, which is what keeps those links' redirect unchanged."""
+        `lifecycle`: None for a plain live link, which is what keeps those links' redirect unchanged.
+
+        `link_id`: the row id visit events name the link by (None from a
+        cache entry written before ids were cached; the consumer then finds
+        it by the code).
+        """
         self.status = status
+        self.link_id = link_id
         self.url = url
         self.cache_control = cache_control
         self.lifecycle = lifecycle
@@ -185,6 +195,7 @@ class Redirector:
             limits=self._limits,
             compiled=compiled,
             lifecycle=Lifecycle.from_cached(link.lifecycle) if link.lifecycle else None,
+            link_id=link.id,
         )
 
     async def find(self, code: str) -> Destination | None:
@@ -285,6 +296,8 @@ class RedirectGateway:
         self.wall_clock: Callable[[], float] = time.time
         self.gone_redirect_url: str | None = None
         self.permanent_max_age = 3600
+        # Visit events (LINKGATE_TRACKING); None: none are made.
+        self.recorder: VisitRecorder | None = None
         self._addresses = client_addresses or ClientAddresses(())
         self._access_log = access_log
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
@@ -320,6 +333,8 @@ class RedirectGateway:
         self._observe(method, status, elapsed)
         if self._access_log is not None:
             self._access_log.record(method, "/{code}", scope["path"], status, request_id.decode(), elapsed)
+        if self.recorder is not None:
+            self.recorder.record(code, status, scope)
 
     async def _redirect(self, redirector: Redirector, code: str, scope, send, request_id: bytes) -> int:
         try:
@@ -331,6 +346,7 @@ class RedirectGateway:
             return 503
         if destination is None:
             return await self._unknown(send, scope, request_id, code)
+        scope[LINK_ID] = destination.link_id  # for the visit event: see serve
         cache_control = destination.cache_control
         lifecycle = destination.lifecycle
         if lifecycle is not None:

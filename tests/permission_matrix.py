@@ -29,6 +29,8 @@ ROUTES = {
     "list keys": ("GET", "/api/v1/keys", None),
     "read key": ("GET", "/api/v1/keys/{key}", None),
     "revoke key": ("DELETE", "/api/v1/keys/{key}", None),
+    "read link stats": ("GET", "/api/v1/links/{code}/stats", None),
+    "read service stats": ("GET", "/api/v1/stats", None),
 }
 
 # role -> route -> status; for routes on one link, status by whose link it is:
@@ -43,6 +45,7 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "block link": {"own": 200, "other": 200, "legacy": 200},
         "create links in batch": 200, "list tags": 200,
         "create key": 201, "list keys": 200, "read key": 200, "revoke key": 204,
+        "read link stats": {"own": 200, "other": 200, "legacy": 200}, "read service stats": 200,
     },
     "editor": {
         "create link": 201, "list links": 200,
@@ -52,6 +55,7 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "block link": {"own": 403, "other": 403, "legacy": 403},
         "create links in batch": 200, "list tags": 200,
         "create key": 403, "list keys": 403, "read key": 403, "revoke key": 403,
+        "read link stats": {"own": 200, "other": 404, "legacy": 404}, "read service stats": 403,
     },
     "reader": {
         "create link": 403, "list links": 200,
@@ -61,6 +65,7 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "block link": {"other": 403, "legacy": 403},
         "create links in batch": 403, "list tags": 200,
         "create key": 403, "list keys": 403, "read key": 403, "revoke key": 403,
+        "read link stats": {"other": 200, "legacy": 200}, "read service stats": 200,
     },
     "none": {
         "create link": 401, "list links": 401,
@@ -70,6 +75,7 @@ EXPECTED: dict[str, dict[str, int | dict[str, int]]] = {
         "block link": {"other": 401, "legacy": 401},
         "create links in batch": 401, "list tags": 401,
         "create key": 401, "list keys": 401, "read key": 401, "revoke key": 401,
+        "read link stats": {"other": 401, "legacy": 401}, "read service stats": 401,
     },
 }
 
@@ -151,6 +157,9 @@ async def check_case(client: httpx.AsyncClient, role: str, route: str, whose: st
         assert response.json()["results"][0]["link"]["created_by"] == f"{role}-{tag}"
     elif route == "create link" and expected == 201:
         assert response.json()["created_by"] == f"{role}-{tag}"
+    elif route in ("read link stats", "read service stats") and expected == 200:
+        assert set(response.json()) >= {"total", "days", "referrers", "countries", "browsers", "os", "devices"}
+        assert ("orphans" in response.json()) == (route == "read service stats")
     elif route == "list links" and expected == 200:
         seen = {link["code"] for link in response.json()["data"]}
         shown = {kind for kind, made in links.items() if made in seen}

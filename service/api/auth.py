@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from ..access.gate import PRINCIPAL
 from ..access.grant import Grant
+from ..access.policy import Scope
 from ..errors import Forbidden, Unauthenticated
 
 # The OpenAPI document's security schemes ("Authorize" in /docs). They are
@@ -37,19 +38,23 @@ def document_security(openapi: dict) -> dict:
     return openapi
 
 
-def permission(obj: str, act: str):
-    """A dependency granting `act` on `obj` to keys whose role the policy allows it."""
+def permission(obj: str, act: str, *, over: Scope = Scope.OWN, what: str | None = None):
+    """A dependency granting `act` on `obj` to keys whose role the policy allows it.
+
+    `over=Scope.ANY`: only roles granted it over every link (a figure of
+    the whole service); `what` names the object in the 403 then.
+    """
 
     async def grant(request: Request) -> Grant:
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if principal is None:  # only if a route were mounted outside /api
             raise Unauthenticated("Send an API key.")
         scope = request.app.state.permissions.scope(principal.role, obj, act)
-        if scope is None:
-            raise Forbidden(principal.role, obj, act)
+        if scope is None or (over is Scope.ANY and scope is not Scope.ANY):
+            raise Forbidden(principal.role, what or obj, act)
         return Grant(principal=principal, scope=scope)
 
-    grant.__name__ = f"may_{act}_{obj}"
+    grant.__name__ = f"may_{act}_{'all_' if over is Scope.ANY else ''}{obj}"
     return grant
 
 
@@ -73,3 +78,7 @@ UpdateLinks = Annotated[Grant, Depends(permission("links", "update"))]
 DeleteLinks = Annotated[Grant, Depends(permission("links", "delete"))]
 ManageKeys = Annotated[Grant, Depends(permission("keys", "manage"))]
 MayBlockLinks = Annotated[Grant | None, Depends(optional_permission("links", "block"))]
+ReadStats = Annotated[Grant, Depends(permission("stats", "read"))]
+ReadServiceStats = Annotated[
+    Grant, Depends(permission("stats", "read", over=Scope.ANY, what="the whole service's stats"))
+]

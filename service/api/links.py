@@ -47,10 +47,12 @@ async def get_links(request: Request) -> LinkService:
 LinksDep = Annotated[LinkService, Depends(get_links)]
 
 
-async def to_out(links: list[Link], service: LinkService, request: Request) -> list[LinkOut]:
+async def to_out(links: list[Link], service: LinkService, request: Request, *, new: bool = False) -> list[LinkOut]:
+    """`new`: links just created, which have no visits yet (no query for them)."""
     keys: KeyService = request.app.state.keys
     names = await keys.names({k for link in links for k in (link.created_by_id, link.updated_by_id) if k})
     tags = await service.tags(links)
+    visits = {} if new else await request.app.state.visit_stats.visits_of([link.id for link in links])
     base = service.settings.public_base_url
     now = service.clock()
     # model_construct: the fields come from the database; FastAPI validates the answer once more anyway.
@@ -75,6 +77,7 @@ async def to_out(links: list[Link], service: LinkService, request: Request) -> l
             disabled=bool((link.flags or 0) & LinkFlags.DISABLED),
             blocked=bool((link.flags or 0) & LinkFlags.BLOCKED),
             fallback_url=link.fallback_url,
+            visits=visits.get(link.id, 0),
         )
         for link in links
     ]
@@ -90,7 +93,7 @@ async def create_link(
     link = await links.create(grant=grant, **body.model_dump(exclude_unset=True, exclude={"query"}),
                               query=body.query)
     response.headers["Location"] = f"/api/v1/links/{link.code}"
-    return (await to_out([link], links, request))[0]
+    return (await to_out([link], links, request, new=True))[0]
 
 
 StatusName = Literal["active", "scheduled", "expired", "exhausted", "disabled", "blocked"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -69,6 +70,7 @@ class LinkOut(BaseModel):
     disabled: bool = False
     blocked: bool = False
     fallback_url: str | None = None
+    visits: int = Field(0, description="Visits counted so far, bots excluded (folded from the visit stream within seconds).")
 
 
 class LinkPage(BaseModel):
@@ -131,3 +133,41 @@ class TagCount(BaseModel):
 
 class TagList(BaseModel):
     data: list[TagCount]
+
+
+class StatsTotal(BaseModel):
+    visits: int = Field(..., description="Visits in the range (bots added when include_bots=true).")
+    bots: int = Field(..., description="Visits of bots (crawlers, link previewers, scripts) in the range.")
+    unique_visitors: int = Field(..., description="The sum of each day's distinct visitors (see the docs).")
+
+
+class StatsDay(BaseModel):
+    date: dt.date = Field(..., description="A UTC day.")
+    visits: int
+    bots: int
+    unique_visitors: int
+
+
+class StatsCount(BaseModel):
+    name: str = Field(..., description="The value (a referrer host, country code, browser, OS or device type), or `other`.")
+    visits: int
+
+
+class OrphanCount(BaseModel):
+    status: int = Field(..., description="404: a code no link has; 410: a link that is no longer live.")
+    visits: int
+    bots: int
+
+
+class LinkStats(BaseModel):
+    total: StatsTotal
+    days: list[StatsDay] = Field(..., description="Every day of the range, in order, zeros included.")
+    referrers: list[StatsCount] = Field(..., description="Referrer hosts (`direct`: none); top 10 and `other`.")
+    countries: list[StatsCount] = Field(..., description="ISO country codes (`unknown` without a GeoIP database); top 10 and `other`.")
+    browsers: list[StatsCount] = Field(..., description="Browser families; top 10 and `other`.")
+    os: list[StatsCount] = Field(..., description="Operating system families; top 10 and `other`.")
+    devices: list[StatsCount] = Field(..., description="desktop, mobile, tablet, tv, bot or unknown.")
+
+
+class ServiceStats(LinkStats):
+    orphans: list[OrphanCount] = Field(..., description="Visits of codes that were not live, by status.")

@@ -2,10 +2,13 @@
 
 Keys (all start with settings.redis_key_prefix, "lg:" by default):
 
-- ``lg:{<code>}``: the cached link. Value ``b"<status><policy-json>\\n<url>"``:
-  three ASCII digits, the link's query policy as compact JSON (empty when the
-  link uses the operator default), a newline (never inside JSON or a stored
-  URL), then the URL. TTL settings.cache_ttl_seconds. A link with a
+- ``lg:{<code>}``: the cached link. Value ``b"<status><id><policy-json>\\n<url>"``:
+  three ASCII digits, the link's row id in decimal (visit events carry it;
+  a value written before ids were cached has none, and decodes with id
+  None), the link's query policy as compact JSON (empty when the link uses
+  the operator default; it starts with ``{``, so it never runs into the id),
+  a newline (never inside JSON or a stored URL), then the URL. TTL
+  settings.cache_ttl_seconds. A link with a
   lifecycle (a validity window, a visit limit, flags, a fallback, or
   deleted) has ``~<lifecycle-json>\\n`` in front: keys ``s``/``u`` valid
   since/until (epoch seconds), ``m`` max visits, ``f`` flags, ``b`` the
@@ -53,12 +56,14 @@ class CachedLink:
     redirect_status: int
     query_policy: dict | None
     lifecycle: dict | None = None
+    # The row id (visit events name the link by it); None in values cached before ids were.
+    id: int | None = None
 
 
 def cached_link(row, *, deleted: bool) -> CachedLink:
     """The cached form of a link row (an ORM Link or a store.sql.Target: the same attribute names)."""
     return CachedLink(
-        url=row.url, redirect_status=row.redirect_status, query_policy=row.query_policy,
+        url=row.url, redirect_status=row.redirect_status, query_policy=row.query_policy, id=row.id,
         lifecycle=lifecycle_fields(
             valid_since=row.valid_since, valid_until=row.valid_until, max_visits=row.max_visits,
             flags=row.flags, fallback_url=row.fallback_url, deleted=deleted,
@@ -96,7 +101,8 @@ MISSING = _Missing()
 def encode_link(link: CachedLink) -> bytes:
     policy = json.dumps(link.query_policy, separators=(",", ":")) if link.query_policy else ""
     head = f"~{json.dumps(link.lifecycle, separators=(',', ':'))}\n" if link.lifecycle else ""
-    return f"{head}{link.redirect_status:03d}{policy}\n{link.url}".encode()
+    row_id = "" if link.id is None else link.id
+    return f"{head}{link.redirect_status:03d}{row_id}{policy}\n{link.url}".encode()
 
 
 def decode_link(value: bytes) -> CachedLink | _Missing:
@@ -109,12 +115,15 @@ def decode_link(value: bytes) -> CachedLink | _Missing:
         lifecycle = json.loads(text[1:head_end])
         text = text[head_end + 1 :]
     newline = text.index("\n")
-    policy_text = text[3:newline]
+    head = text[3:newline]
+    brace = head.find("{")
+    id_text, policy_text = (head, "") if brace < 0 else (head[:brace], head[brace:])
     return CachedLink(
         url=text[newline + 1 :],
         redirect_status=int(text[:3]),
         query_policy=json.loads(policy_text) if policy_text else None,
         lifecycle=lifecycle,
+        id=int(id_text) if id_text else None,
     )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, SmallInteger, String, Text,
+    JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, SmallInteger, String, Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -174,3 +174,134 @@ class PendingInvalidation(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), nullable=False, comment="When the write that left it stale happened."
     )
+
+
+# --- visit analytics (service/visits) ------------------------------------------
+# Aggregates, not rows per visit: a year of stats of any link is a few thousand
+# rows. No foreign key to links: the stats of a deleted link stay, and link id
+# 0 holds the whole service's figures.
+
+Count = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _link_key(comment: str = "The link's id; 0: the whole service."):
+    # Never generated: the aggregates take the ids links already have.
+    return mapped_column(RowId, primary_key=True, autoincrement=False, comment=comment)
+
+
+def _counts() -> tuple[Mapped[int], Mapped[int]]:
+    return (
+        mapped_column(Count, nullable=False, default=0, comment="Visits that are not bots."),
+        mapped_column(Count, nullable=False, default=0, comment="Visits of bots (crawlers, previewers, scripts)."),
+    )
+
+
+class VisitDay(Base):
+    __tablename__ = "visit_days"
+    __table_args__ = {"comment": "Visits per link per UTC day; link_id 0 is the whole service."}
+
+    link_id: Mapped[int] = _link_key()
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC day.")
+    visits, bots = _counts()
+    visitors: Mapped[int] = mapped_column(
+        Count, nullable=False, default=0, comment="Distinct visitors (not bots) that day, by visitor hash."
+    )
+    bot_visitors: Mapped[int] = mapped_column(
+        Count, nullable=False, default=0, comment="Distinct bot visitors that day, by visitor hash."
+    )
+
+
+class VisitBreakdown(Base):
+    __tablename__ = "visit_breakdowns"
+    __table_args__ = {
+        "comment": "Visits per link, UTC day and value of a dimension (referrer, country, browser, os, device).",
+    }
+
+    link_id: Mapped[int] = _link_key()
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC day.")
+    dimension: Mapped[str] = mapped_column(
+        String(16), primary_key=True, comment="referrer, country, browser, os or device."
+    )
+    value: Mapped[str] = mapped_column(
+        String(255), primary_key=True, comment="The dimension's value, e.g. a referrer host."
+    )
+    visits, bots = _counts()
+
+
+class VisitMonthBreakdown(Base):
+    __tablename__ = "visit_month_breakdowns"
+    __table_args__ = {"comment": "visit_breakdowns added up per UTC month, so long ranges read few rows."}
+
+    link_id: Mapped[int] = _link_key()
+    month: Mapped[date] = mapped_column(Date, primary_key=True, comment="First day of the UTC month.")
+    dimension: Mapped[str] = mapped_column(
+        String(16), primary_key=True, comment="referrer, country, browser, os or device."
+    )
+    value: Mapped[str] = mapped_column(
+        String(255), primary_key=True, comment="The dimension's value, e.g. a referrer host."
+    )
+    visits, bots = _counts()
+
+
+class OrphanVisitDay(Base):
+    __tablename__ = "orphan_visit_days"
+    __table_args__ = {"comment": "Visits of codes that were not live (404 unknown, 410 no longer live) per UTC day."}
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC day.")
+    status: Mapped[int] = mapped_column(SmallInteger, primary_key=True, comment="The answer: 404 or 410.")
+    visits, bots = _counts()
+
+
+class VisitTotal(Base):
+    __tablename__ = "visit_totals"
+    __table_args__ = {"comment": "Visits of each link so far (what link responses show as `visits`)."}
+
+    link_id: Mapped[int] = _link_key("The link's id.")
+    visits, bots = _counts()
+
+
+class VisitVisitor(Base):
+    __tablename__ = "visit_visitors"
+    __table_args__ = {
+        "comment": (
+            "Visitor hashes seen per link and UTC day, to count each visitor once a day. Kept only while "
+            "events of that day can still arrive (the stream's retention), then deleted."
+        ),
+    }
+
+    link_id: Mapped[int] = _link_key()
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC day.")
+    visitor: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False,
+        comment="The event's 64-bit visitor hash (its salt changes daily and is not stored here).",
+    )
+
+
+class VisitFold(Base):
+    __tablename__ = "visit_folds"
+    __table_args__ = {
+        "comment": (
+            "Stream entries already folded into the aggregates, as ranges of entry positions: a "
+            "redelivered entry that falls in one is acknowledged and not counted again."
+        ),
+    }
+
+    stream: Mapped[str] = mapped_column(String(200), primary_key=True, comment="The stream's Redis key.")
+    first_position: Mapped[str] = mapped_column(
+        String(40), primary_key=True, comment="The first entry id of the range, zero-padded to sort as text."
+    )
+    last_position: Mapped[str] = mapped_column(String(40), nullable=False, comment="The last entry id of the range.")
+
+
+class VisitStream(Base):
+    __tablename__ = "visit_streams"
+    __table_args__ = {
+        "comment": "Each visit stream's position in the aggregates; its row is locked by every fold, in order.",
+    }
+
+    stream: Mapped[str] = mapped_column(String(200), primary_key=True, comment="The stream's Redis key.")
+    last_position: Mapped[str | None] = mapped_column(
+        String(40), nullable=True, comment="The newest entry folded so far (zero-padded)."
+    )
+    events: Mapped[int] = mapped_column(Count, nullable=False, default=0, comment="Visit events folded so far.")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="Last fold (UTC).")

@@ -310,7 +310,7 @@ async def find_live_link(*, session: AsyncSession, code: str, visible: Visibilit
 # Deleted links are found too: their code answers 410 (gone), not 404.
 _TARGET_COLUMNS = (
     Link.code, Link.url, Link.redirect_status, Link.query_policy, Link.valid_since, Link.valid_until,
-    Link.max_visits, Link.flags, Link.fallback_url, Link.deleted_at,
+    Link.max_visits, Link.flags, Link.fallback_url, Link.deleted_at, Link.id,
 )
 _TARGETS = select(*_TARGET_COLUMNS).where(Link.code.in_(bindparam("codes", expanding=True)))
 # PostgreSQL: the codes as one array parameter. An expanding IN renders one
@@ -334,13 +334,14 @@ class Target:
     flags: int
     fallback_url: str | None
     deleted: bool
+    id: int
 
 
 def _target(row) -> Target:
-    _, url, status, policy, since, until, max_visits, flags, fallback, deleted_at = row
+    _, url, status, policy, since, until, max_visits, flags, fallback, deleted_at, row_id = row
     since = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     until = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
-    return Target(url, status, policy, since, until, max_visits, flags or 0, fallback, deleted_at is not None)
+    return Target(url, status, policy, since, until, max_visits, flags or 0, fallback, deleted_at is not None, row_id)
 
 
 async def find_targets(*, connection: AsyncConnection, codes: list[str]) -> dict[str, Target]:

@@ -137,7 +137,10 @@ def serving(directory: Path) -> Iterator[Api]:
     database_url = f"sqlite+aiosqlite:///{directory}/linkgate.db"
     asyncio.run(migrate(database_url))
     # Without a Redis URL the lifespan opens fakeredis itself, on the portal's loop.
-    settings = make_settings(database_url, redis_url=None, rate_limit_per_address="off")
+    # Tracking off: a link's `visits` grows (eventually) with every redirect the
+    # checks make, and these tests compare links as they were answered; the
+    # stats routes are fuzzed all the same (tests/api/test_stats.py counts visits).
+    settings = make_settings(database_url, redis_url=None, rate_limit_per_address="off", tracking=False)
     with start_blocking_portal() as portal:
         with portal.wrap_async_context_manager(running_app(settings, None)) as client:
             bare = httpx.AsyncClient(transport=client._transport, base_url=client.base_url)
@@ -372,7 +375,7 @@ def test_any_sequence_of_creates_reads_updates_and_deletes_keeps_what_the_api_ac
                 assert status not in (200, 204), f"{case.method} reached deleted {code}: {response.text}"
             else:
                 assert status != 404, f"{case.method} lost live {code}"
-            if case.method == "GET" and link is not None:
+            if case.method == "GET" and link is not None and case.path == f"{LINKS}/{{code}}":
                 assert response.json() == link
         if case.method == "POST" and status == 201:
             acknowledged[response.json()["code"]] = response.json()

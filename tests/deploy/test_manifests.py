@@ -260,7 +260,7 @@ def test_the_secret_is_mounted_where_linkgate_secrets_dir_points(target: str) ->
 
 
 def test_the_commands_the_image_and_manifests_run_exist() -> None:
-    for command in ("serve", "migrate"):
+    for command in ("serve", "migrate", "consume-visits"):
         result = subprocess.run(
             [sys.executable, "-m", "service", command, "--help"], capture_output=True, text=True, timeout=30
         )
@@ -495,3 +495,50 @@ def test_the_manifests_start_from_the_policy_the_package_ships() -> None:
 
     copy = Path(__file__).parents[2] / "deploy" / "k8s" / "base" / "authz" / "policy.csv"
     assert copy.read_text() == SHIPPED_POLICY.read_text()
+
+
+# --- the visit consumer ---------------------------------------------------------
+
+CONSUMER = "linkgate-visits"
+
+
+def consumer_deployment(resources: list) -> dict:
+    return one(resources, "Deployment", CONSUMER)
+
+
+@ALL_TARGETS
+def test_the_visit_consumer_runs_the_server_image_with_its_settings_and_secrets(target: str) -> None:
+    resources = render(target)
+    server_spec = pod_spec(app_deployment(resources))
+    spec = pod_spec(consumer_deployment(resources))
+    (container,) = spec["containers"]
+    server = app_container(resources)
+    assert container["command"] + container["args"] == ["python", "-m", "service", "consume-visits"]
+    assert container["image"] == server["image"]
+    assert container["envFrom"] == server["envFrom"]
+    assert container_environment(resources, container)["LINKGATE_SECRETS_DIR"] == SECRET_MOUNT
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    server_volumes = {v["name"]: v for v in server_spec["volumes"]}
+    assert volumes[mounts[SECRET_MOUNT]] == server_volumes["secrets"]
+    assert spec["securityContext"] == server_spec["securityContext"]
+    assert container["securityContext"] == server["securityContext"]
+    assert spec["serviceAccountName"] == server_spec["serviceAccountName"]
+    # It serves no HTTP, so there is nothing for a probe to ask (visit-consumer.yaml says why).
+    assert not {"ports", "livenessProbe", "readinessProbe", "startupProbe"} & set(container)
+
+
+@ALL_TARGETS
+def test_the_servers_leave_folding_visits_to_the_consumer_deployment(target: str) -> None:
+    resources = render(target)
+    environment = container_environment(resources, app_container(resources))
+    assert environment["LINKGATE_VISITS_CONSUMER_IN_PROCESS"] == "false"
+    assert consumer_deployment(resources)["spec"]["replicas"] >= 2
+
+
+@ALL_TARGETS
+def test_the_network_policy_covers_the_visit_consumers_too(target: str) -> None:
+    resources = render(target)
+    labels = consumer_deployment(resources)["spec"]["template"]["metadata"]["labels"]
+    selector = one(resources, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+    assert all(labels.get(k) == v for k, v in selector.items())

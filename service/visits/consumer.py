@@ -1,0 +1,345 @@
+"""The consumer side: read the visit stream in a consumer group, fold it into SQL exactly once.
+
+Each consumer (a task in the server under ``make run``, or
+``python -m service consume-visits``, several replicas sharing the group in
+production) loops:
+
+1. every half ``LINKGATE_VISITS_CLAIM_IDLE_SECONDS``, ``XAUTOCLAIM`` the
+   entries another consumer (or this one, after a failed fold) was handed
+   and has left unacknowledged that long: a consumer killed mid-batch loses
+   nothing, its entries are folded by whoever claims them;
+2. ``XREADGROUP ... >`` up to ``LINKGATE_VISITS_CONSUMER_BATCH`` new
+   entries, waiting up to a second when there are none;
+3. folds them: decode (schema.py), enrich (enrich.py, cached), count
+   (fold.py), then one SQL transaction that skips what was folded already and
+   adds the rest with the stream position (aggregates.py);
+4. ``XACK`` after the commit.
+
+An entry of a schema version this code does not know is left unacknowledged
+for a consumer that does; one that cannot be read at all is logged, counted
+(``linkgate_visits_invalid_total``) and acknowledged, so it cannot block the
+group. Redis or SQL away: the loop waits and tries again (up to 10 s apart);
+what it had read stays pending and is claimed again, and the exactly-once
+check makes the retry harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .. import metrics
+from ..store import sql
+from . import aggregates
+from .anonymise import SECONDS_PER_DAY, day_date, day_of
+from .enrich import Enricher
+from .fold import Delta, Folder
+from .schema import Envelope, InvalidEntry, UnsupportedVersion, decode
+from .stream import GROUP, VisitStream, position, position_at
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 600.0
+PRUNE_FIRST_SECONDS = 60.0
+CODE_CACHE_SIZE = 100_000
+MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass
+class FoldResult:
+    entries: int = 0  # stream entries acknowledged
+    events: int = 0  # visit events added to the aggregates
+    duplicates: int = 0  # entries that had been folded before
+    invalid: int = 0  # entries that could not be read
+    unsupported: int = 0  # entries of a schema version this code does not read (left pending)
+
+
+class VisitConsumer:
+    """One member of the stream's consumer group (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        stream: VisitStream,
+        db: sql.Database,
+        enricher: Enricher,
+        batch: int = 2000,
+        claim_idle_seconds: float = 30.0,
+        block_seconds: float = 0.0,
+        poll_seconds: float = 0.1,
+        name: str | None = None,
+        group: str = GROUP,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._stream = stream
+        self._redis = stream.redis
+        self._db = db
+        self._enricher = enricher
+        self._folder = Folder(enricher)
+        self._batch = batch
+        self._claim_idle_ms = int(claim_idle_seconds * 1000)
+        self._claim_every = max(0.5, claim_idle_seconds / 2)
+        # block_seconds > 0: wait for entries in XREADGROUP BLOCK (a process of its
+        # own); 0: read without blocking and sleep poll_seconds when there was
+        # nothing (in the server, where stop() must take effect at once).
+        self._block_ms = int(block_seconds * 1000)
+        self._poll_seconds = poll_seconds
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.group = group
+        self.clock = clock  # seconds since the epoch; tests move it
+        self._codes: dict[str, int | None] = {}
+        self._ready = False
+        self._stopping = False
+        self._idle: asyncio.Future | None = None
+        self._next_claim = 0.0
+        # Not at once: a process that starts and stops soon (a test, a crash loop) has nothing to prune.
+        self._next_prune = time.monotonic() + PRUNE_FIRST_SECONDS
+        self.folded = 0  # events folded by this consumer so far
+
+    @classmethod
+    def from_settings(cls, settings, *, redis, db: sql.Database, **overrides) -> VisitConsumer:
+        values = dict(
+            stream=VisitStream(redis, prefix=settings.redis_key_prefix,
+                               retention_seconds=settings.visits_stream_retention_seconds),
+            db=db,
+            enricher=Enricher(geoip_db=settings.geoip_db),
+            batch=settings.visits_consumer_batch,
+            claim_idle_seconds=settings.visits_claim_idle_seconds,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def stream_key(self) -> str:
+        return self._stream.key
+
+    # --- the loop ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish the fold under way, then return from run()."""
+        self._stopping = True
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless stop() comes first."""
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle = idle = loop.create_future()
+        timer = loop.call_later(seconds, lambda: idle.done() or idle.set_result(None))
+        try:
+            await idle
+        finally:
+            timer.cancel()
+            self._idle = None
+
+    async def run(self) -> None:
+        """Fold until stop() or cancellation; failures are logged and retried, never raised."""
+        failures = 0
+        while not self._stopping:
+            try:
+                await self.step(block=True)
+                if failures:
+                    log.info("visit consumer %s is folding again", self.name)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or SQL away, or a bug: never a reason to stop counting
+                failures += 1
+                wait = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(failures, 5))
+                log.warning("visit consumer %s failed (%s: %s); again in %.1f s",
+                            self.name, type(exc).__name__, exc, wait)
+                await self._pause(wait)
+
+    async def step(self, *, block: bool = False) -> int:
+        """Claim what is due, read and fold one batch; returns the events folded."""
+        if not self._ready:
+            await self._stream.ensure_group(self.group)
+            self._ready = True
+        folded = 0
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + self._claim_every
+            folded += await self.claim()
+        entries = await self._read(">", block=block and self._block_ms > 0)
+        if entries:
+            folded += (await self.fold(entries, contiguous=True)).events
+        elif block and not self._block_ms:
+            await self._pause(self._poll_seconds)
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY_SECONDS
+            await self.prune()
+        return folded
+
+    async def _read(self, after: str, *, block: bool) -> list:
+        reply = await self._redis.xreadgroup(
+            self.group, self.name, {self._stream.key: after}, count=self._batch,
+            block=self._block_ms if block else None,
+        )
+        return reply[0][1] if reply else []
+
+    async def claim(self, *, min_idle_ms: int | None = None) -> int:
+        """Fold the entries left unacknowledged for the claim idle time; returns the events folded."""
+        start, folded = "0-0", 0
+        for _ in range(100):  # bounded: at most 100 batches a round
+            next_start, entries, *_ = await self._redis.xautoclaim(
+                self._stream.key, self.group, self.name,
+                self._claim_idle_ms if min_idle_ms is None else min_idle_ms, start, count=self._batch,
+            )
+            if entries:
+                log.info("visit consumer %s claimed %d pending entries", self.name, len(entries))
+                folded += (await self.fold(entries, contiguous=False)).events
+            start = next_start.decode() if isinstance(next_start, bytes) else next_start
+            if start == "0-0":
+                break
+        return folded
+
+    async def drain(self, *, timeout_seconds: float) -> bool:
+        """Fold everything in the stream, this consumer's own pending entries first; False if time ran out."""
+        deadline = time.monotonic() + timeout_seconds
+        if not self._ready:
+            await self._stream.ensure_group(self.group)
+            self._ready = True
+        for after in ("0", ">"):  # "0": what this consumer was handed and did not acknowledge
+            while time.monotonic() < deadline:
+                entries = await self._read(after, block=False)
+                if not entries:
+                    break
+                result = await self.fold(entries, contiguous=after == ">")
+                if after == "0" and result.entries == 0:
+                    break  # only entries left for another version's reader
+            else:
+                return False
+        return True
+
+    # --- one fold ------------------------------------------------------------------
+
+    async def fold(self, entries: list, *, contiguous: bool) -> FoldResult:
+        """Fold stream entries ((id, fields) pairs, in stream order) exactly once, then acknowledge them.
+
+        `contiguous`: the entries are one run of the stream as XREADGROUP ">"
+        hands them out (recorded as one range); claimed entries are not.
+        """
+        result = FoldResult()
+        readable: list[tuple[bytes, str, Envelope]] = []
+        acked: list[bytes] = []
+        gaps = False
+        for entry_id, fields in entries:
+            try:
+                readable.append((entry_id, position(entry_id), decode(fields)))
+            except UnsupportedVersion as exc:
+                result.unsupported += 1
+                gaps = True
+                log.warning("visit stream entry %s left for another reader: %s", entry_id, exc)
+            except InvalidEntry as exc:
+                result.invalid += 1
+                acked.append(entry_id)
+                log.error("visit stream entry %s skipped: %s", entry_id, exc)
+        delta, bad = await self._count(readable)
+        if bad:
+            result.invalid += len(bad)
+            acked.extend(bad)
+            readable = [item for item in readable if item[0] not in bad]
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        async with self._db.transaction() as session:
+            await aggregates.lock_stream(session=session, stream=self._stream.key, now=now)
+            done = await aggregates.folded_already(
+                session=session, stream=self._stream.key, positions=[p for _, p, _ in readable]
+            )
+            if done:
+                result.duplicates = len(done)
+                readable = [item for item in readable if item[1] not in done]
+                delta, _ = await self._count(readable)
+            if not readable:
+                ranges = []
+            elif contiguous and not gaps:
+                ranges = [(readable[0][1], readable[-1][1])]
+            else:
+                ranges = [(p, p) for _, p, _ in readable]
+            await aggregates.add(session=session, delta=delta)
+            await aggregates.record_folded(session=session, stream=self._stream.key, ranges=ranges,
+                                           events=delta.visits, now=now)
+        committed = self.clock()
+        acked.extend(entry_id for entry_id, _ in entries if position(entry_id) in done)
+        acked.extend(entry_id for entry_id, _, _ in readable)
+        for _, _, envelope in readable:
+            if envelope.visits:
+                metrics.VISITS_FOLD_LAG.observe(max(0.0, committed - envelope.visits[0][0] / 1000))
+        result.events = delta.visits
+        result.entries = len(acked)
+        self.folded += delta.visits
+        metrics.TALLY.add(metrics.VISITS_FOLDED, delta.visits)
+        if result.duplicates:
+            metrics.TALLY.add(metrics.VISITS_DUPLICATES, result.duplicates)
+            log.info("visit consumer %s skipped %d entries folded before", self.name, result.duplicates)
+        if result.invalid:
+            metrics.TALLY.add(metrics.VISITS_INVALID, result.invalid)
+        if acked:
+            try:
+                await self._redis.xack(self._stream.key, self.group, *acked)
+            except Exception as exc:  # folded all the same; a redelivery is skipped as a duplicate
+                log.warning("visit consumer %s could not acknowledge %d entries: %s", self.name, len(acked), exc)
+        return result
+
+    async def _count(self, readable: list[tuple[bytes, str, Envelope]]) -> tuple[Delta, set[bytes]]:
+        """The Delta of readable entries, and the ids of those that turned out malformed."""
+        groups: defaultdict = defaultdict(int)
+        orphans: defaultdict = defaultdict(lambda: [0, 0])
+        missing = self._missing_codes(readable)
+        if missing:
+            await self._resolve(missing)
+        bad: set[bytes] = set()
+        visits = 0
+        for number, (entry_id, _, envelope) in enumerate(readable):
+            try:
+                visits += self._folder.count(envelope, groups, orphans, self._codes)
+            except InvalidEntry as exc:
+                bad.add(entry_id)
+                log.error("visit stream entry %s skipped: %s", entry_id, exc)
+            if number % 4 == 3:
+                await asyncio.sleep(0)  # under `make run` this shares the loop with redirects
+        return self._folder.delta(groups, orphans, visits), bad
+
+    def _missing_codes(self, readable) -> set[str]:
+        """Codes of redirects whose event has no link id (served from an old cache entry) not yet known."""
+        missing = set()
+        for _, _, envelope in readable:
+            for visit in envelope.visits:
+                try:
+                    if visit[1] is None and visit[3] < 400 and visit[2] not in self._codes:
+                        missing.add(visit[2])
+                except (IndexError, TypeError):
+                    pass  # malformed: count() says so
+        return missing
+
+    async def _resolve(self, codes: set[str]) -> None:
+        if len(self._codes) > CODE_CACHE_SIZE:
+            self._codes.clear()
+        async with self._db.reading() as session:
+            found = await aggregates.link_ids(session=session, codes=[c for c in codes if isinstance(c, str)])
+        for code in codes:
+            self._codes[code] = found.get(code)
+
+    async def prune(self) -> None:
+        """Forget fold records and visitor hashes that no entry still in the stream can need."""
+        now = self.clock()
+        retention = self._stream.retention_ms / 1000
+        folds_before = position_at(int((now - retention - 3600) * 1000))
+        # Events of day D can arrive until the stream's retention after D ends (and a while longer
+        # from a process that held them while Redis was away).
+        keep_days = int(retention // SECONDS_PER_DAY) + 2
+        visitors_before = day_date(day_of(now)) - timedelta(days=keep_days)
+        async with self._db.transaction() as session:
+            forgotten = await aggregates.forget_old(session=session, stream=self._stream.key,
+                                                    folds_before=folds_before, visitors_before=visitors_before)
+        if forgotten:
+            log.info("visit consumer %s forgot %d fold records and visitor hashes", self.name, forgotten)
