@@ -1,27 +1,23 @@
-"""Which visitors do not count toward a link's visit limit: crawlers and link previewers.
+"""Which visitors do not count toward a link's visit limit: crawlers, link previewers, scripts.
 
 Chat apps fetch every link posted to show a preview (Slack, WhatsApp,
 Telegram, Discord, Facebook), and a limited link shared once would be used
-up by them. The detector is `crawlerdetect` (its pattern list is kept up to
-date upstream); it costs ~160 us per new User-Agent, so answers are
-remembered per User-Agent string. Only visits of links with ``max_visits``
-ask: everything else about visitors happens in the visit consumer.
+up by them. The decision is the visit consumer's own (service.visits.enrich:
+ua-parser, crawlerdetect and a few rules of ours), so a link's counted visits
+and its visit limit count the same visitors. It is remembered per
+User-Agent string; only visits of links with ``max_visits`` ask for it here,
+everything else about visitors happens in the consumer.
 """
 
 from __future__ import annotations
 
-import functools
+from ..visits.enrich import Enricher
 
-from crawlerdetect import CrawlerDetect
-
-_DETECTOR = CrawlerDetect()
+_ENRICHER = Enricher()
 
 
-@functools.lru_cache(maxsize=10_000)
 def is_bot(user_agent: str) -> bool:
-    if not user_agent:
-        return True  # no User-Agent at all: no browser sends none
-    return bool(_DETECTOR.isCrawler(user_agent[:512]))
+    return _ENRICHER.agent(user_agent[:512]).bot
 
 
 def user_agent_of(scope) -> str:
