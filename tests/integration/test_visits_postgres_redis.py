@@ -92,7 +92,7 @@ async def test_a_consumer_killed_mid_batch_leaves_its_entries_to_another_that_co
         for _ in range(4):
             await burst(client, code, 5)
             assert await recorder.flush()
-        victim = consumer(settings, client.app, "victim")
+        victim = consumer(settings, client.app, "victim", batch=10_000)  # it takes all four entries
         inside = asyncio.Event()
         add = aggregates.add
 
