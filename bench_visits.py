@@ -242,6 +242,19 @@ async def bench_lag(settings: Settings, redis_client, mix: Mix, *, rate: int, se
         flusher = asyncio.create_task(recorder.run())
         visits = mix.scopes(int(rate * seconds))
         recorded: list[float] = []
+        seen: list[tuple[float, int]] = []
+
+        async def poll() -> None:
+            # The folded count over time, while visits are recorded and after, until all are in.
+            deadline = time.monotonic() + seconds + 60
+            while time.monotonic() < deadline:
+                count = await folded() - base
+                seen.append((time.monotonic(), count))
+                if count >= len(visits):
+                    return
+                await asyncio.sleep(0.02)
+
+        poller = asyncio.create_task(poll())
         loop = asyncio.get_running_loop()
         start = loop.time()
         per_tick = max(1, rate // 1000)
@@ -254,14 +267,7 @@ async def bench_lag(settings: Settings, redis_client, mix: Mix, *, rate: int, se
             for code, status, scope in visits[at:at + per_tick]:
                 recorder.record(code, status, scope)
                 recorded.append(now)
-        seen: list[tuple[float, int]] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            count = await folded() - base
-            seen.append((time.monotonic(), count))
-            if count >= len(recorded):
-                break
-            await asyncio.sleep(0.02)
+        await poller
         flusher.cancel()
         lags = []
         position = 0
