@@ -271,7 +271,8 @@ class VisitRecorder:
                 pass
             else:
                 counted = not any(ip in network for network in self._exclude)
-        host, path = referrer_parts(referer.decode("latin-1"), keep_path=self._referrer_path) if referer else (None, None)
+        host, path = (referrer_parts(referer.decode("latin-1"), keep_path=self._referrer_path)
+                      if referer else (None, None))
         return _Client(
             address=address,
             network=anonymise(address, ipv4_bits=self._bits[0], ipv6_bits=self._bits[1]),

@@ -42,7 +42,8 @@ async def visits_of(client, code: str) -> int:
 
 async def burst(client, code: str, count: int) -> None:
     for number in range(count):
-        response = await client.get(f"/{code}", headers={"user-agent": FIREFOX, "referer": f"https://r{number % 3}.example/"})
+        headers = {"user-agent": FIREFOX, "referer": f"https://r{number % 3}.example/"}
+        response = await client.get(f"/{code}", headers=headers)
         assert response.status_code == 302
 
 
@@ -165,3 +166,9 @@ def test_sigterm_of_a_server_right_after_a_burst_loses_no_visit(pg_url, redis_pr
             return (await client.get(f"/api/v1/links/{code}")).json()["visits"]
 
     assert asyncio.run(count()) == 500
+
+
+async def test_the_migrated_postgres_schema_is_the_models(pg_url):
+    from tests.api.test_schema_matches_models import schema_differences
+
+    assert await schema_differences(pg_url) == []
