@@ -12,7 +12,9 @@ What it measures (docs/visits.md quotes a run):
    a realistic mix (the User-Agents of tests/data/user-agents.tsv, ~10% bots,
    1% never seen before; 10,000 links, Zipf-distributed; 200,000 visitors;
    a dozen referrers), then one consumer, this process pinned to CPU 0,
-   folds it all into PostgreSQL (which runs on whatever core is free);
+   folds it all into PostgreSQL (which runs on whatever core is free); then
+   the same for a few campaigns (100 links, 10,000 visitors), since what a
+   fold costs is mostly the aggregate rows it touches;
 3. the lag from redirect to stats: visits recorded at a steady rate by a real
    recorder (its flusher on its 250 ms timer), folded by a real
    ``python -m service consume-visits`` process; each visit's lag is the time
@@ -201,7 +203,7 @@ async def fill_stream(redis_client, prefix: str, mix: Mix, events: int) -> None:
         done += chunk
 
 
-async def bench_fold(settings: Settings, redis_client, mix: Mix, events: int, rows: list) -> None:
+async def bench_fold(settings: Settings, redis_client, mix: Mix, events: int, rows: list, *, name: str) -> None:
     await fill_stream(redis_client, settings.redis_key_prefix, mix, events)
     db = sql.Database.open(settings.database_url, pool_size=2)
     consumer = VisitConsumer.from_settings(settings, redis=redis_client, db=db, name="bench")
@@ -213,7 +215,7 @@ async def bench_fold(settings: Settings, redis_client, mix: Mix, events: int, ro
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     assert consumer.folded == events, (consumer.folded, events)
-    rows.append((f"fold rate, one consumer on CPU 0, {events:,} visits (realistic mix)",
+    rows.append((f"fold rate, one consumer on CPU 0, {events:,} visits ({name})",
                  f"{events / wall:,.0f} events/s", f"{cpu / events * 1e6:.1f} us CPU of the consumer per event; "
                  f"{wall:.1f} s wall, batches of {settings.visits_consumer_batch}"))
     await db.close()
@@ -358,6 +360,14 @@ async def bench_stats(settings: Settings, code: str, link_id: int, rows: list, *
                  f"rows: {counts[0]} days, {counts[1]:,} daily and {counts[2]:,} monthly breakdowns"))
 
 
+class Rows(list):
+    """The results, each also printed as it comes (a run that fails later still shows them)."""
+
+    def append(self, row) -> None:
+        print("  ".join(row), flush=True)
+        super().append(row)
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=os.environ.get(
@@ -369,7 +379,7 @@ async def main() -> int:
     prefix = f"bench-visits-{uuid.uuid4().hex[:6]}:"
     redis_client = redis.Redis.from_url(args.redis_url)
     name, url = await make_database(args.database_url)
-    rows: list[tuple[str, str, str]] = []
+    rows = Rows()
     try:
         settings = Settings(database_url=url, redis_url=args.redis_url, redis_key_prefix=prefix, hashids_salt="bench")
         await bench_recorder(redis_client, prefix, rows)
@@ -377,10 +387,16 @@ async def main() -> int:
         links = await seed_links(db, 10_000)
         await db.close()
         mix = Mix(links)
-        await bench_fold(settings, redis_client, mix, events, rows)
+        await bench_fold(settings, redis_client, mix, events, rows,
+                         name="realistic mix: 10,000 links, Zipf; 200,000 visitors")
+        await bench_fold(settings, redis_client, Mix(links[:100], seed=11, visitors=10_000), events, rows,
+                         name="a few campaigns: 100 links, Zipf; 10,000 visitors")
         for rate in ((2_000,) if args.quick else (5_000, 20_000)):
             await bench_lag(settings, redis_client, mix, rate=rate, seconds=10 if args.quick else 20, rows=rows)
-        await bench_stats(settings, links[-1][1], links[-1][0], rows, total=10_000_000)
+        db = sql.Database.open(url, pool_size=2)
+        ((year_id, year_code),) = await seed_links(db, 1)  # a link of its own: the lag run visited the others
+        await db.close()
+        await bench_stats(settings, year_code, year_id, rows, total=10_000_000)
     finally:
         keys = [key async for key in redis_client.scan_iter(match=f"{prefix}*", count=1000)]
         if keys:

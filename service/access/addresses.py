@@ -38,6 +38,11 @@ class ClientAddresses:
         self._trusted: tuple[Network, ...] = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
         self._is_trusted_cache: dict[str, bool] = {}
 
+    @property
+    def trusts_proxies(self) -> bool:
+        """Whether X-Forwarded-For is ever read (any trusted proxy configured)."""
+        return bool(self._trusted)
+
     def _is_trusted(self, text: str) -> bool:
         known = self._is_trusted_cache.get(text)
         if known is None:

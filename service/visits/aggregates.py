@@ -34,6 +34,7 @@ from sqlalchemy import (
     insert, literal, or_, select, true, union_all, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import (
@@ -121,12 +122,12 @@ def _adding(statement, keys: list[str], counters: list[str]):
 
 
 async def _load(session: AsyncSession, table: Table, rows: list[tuple]) -> None:
-    connection = await session.connection()
-    if not connection.info.get("visit_batch_tables"):
-        await connection.run_sync(_BATCH_METADATA.create_all, checkfirst=True)
-        connection.info["visit_batch_tables"] = True
+    # In every fold, not once per connection: on PostgreSQL a CREATE in a
+    # transaction that rolls back is gone again.
+    await session.execute(CreateTable(table, if_not_exists=True))
     if not rows:
         return
+    connection = await session.connection()
     if _is_postgres(session):
         raw = await connection.get_raw_connection()
         await raw.driver_connection.copy_records_to_table(table.name, records=rows, columns=list(table.c.keys()))

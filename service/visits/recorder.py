@@ -111,7 +111,7 @@ class VisitRecorder:
         self._stream = stream
         self._salts = salts
         self._addresses = addresses
-        self._trusts_proxies = bool(addresses._trusted)
+        self._trusts_proxies = addresses.trusts_proxies
         self._bound = buffer_size
         self._flush_seconds = flush_seconds
         self._flush_size = flush_size
