@@ -268,7 +268,8 @@ class Settings(BaseSettings):
         ),
     )
     visits_consumer_batch: int = Field(
-        2000, ge=1, le=50_000, description="Events a consumer folds in one SQL transaction at most."
+        10_000, ge=1, le=100_000,
+        description="Visit events a consumer folds in one SQL transaction at most (more: fewer, larger upserts).",
     )
     visits_claim_idle_seconds: float = Field(
         30.0, ge=1,

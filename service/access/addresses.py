@@ -48,6 +48,11 @@ class ClientAddresses:
             normal = self._normal_cache[peer] = _normal(peer)
         return normal
 
+    @property
+    def trusts_proxies(self) -> bool:
+        """Whether X-Forwarded-For is ever read (any trusted proxy configured)."""
+        return bool(self._trusted)
+
     def _is_trusted(self, text: str) -> bool:
         known = self._is_trusted_cache.get(text)
         if known is None:

@@ -24,8 +24,10 @@ _ALWAYS = problems.responses(
 _NO_LINK = problems.responses(_404="No such link, or not one this key may see.")
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
 
-From = Annotated[str | None, Query(alias="from", pattern=_DAY, description="First UTC day, YYYY-MM-DD (default: 29 days before `to`).")]
-To = Annotated[str | None, Query(pattern=_DAY, description=f"Last UTC day, YYYY-MM-DD (default: today); at most {MAX_DAYS} days after `from`.")]
+From = Annotated[str | None, Query(
+    alias="from", pattern=_DAY, description="First UTC day, YYYY-MM-DD (default: 29 days before `to`).")]
+To = Annotated[str | None, Query(
+    pattern=_DAY, description=f"Last UTC day, YYYY-MM-DD (default: today); at most {MAX_DAYS} days from `from`.")]
 IncludeBots = Annotated[bool, Query(description="Add bot visits (crawlers, previewers, scripts) to every figure.")]
 
 

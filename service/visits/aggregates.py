@@ -29,18 +29,19 @@ import calendar
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger, Column, Date, MetaData, SmallInteger, String, Table, and_, bindparam, case, delete, exists, func,
+    insert, literal, or_, select, true, union_all, update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import (
     Link, OrphanVisitDay, VisitBreakdown, VisitDay, VisitFold, VisitMonthBreakdown, VisitStream, VisitTotal,
     VisitVisitor,
 )
-from .fold import Delta
-
-# SQLite allows 32766 bound values per statement.
-_SQLITE_CHUNK = 2000
+from .fold import DIMENSIONS, Delta
 
 # --- writing ------------------------------------------------------------------
 
@@ -52,25 +53,21 @@ def _is_postgres(session: AsyncSession) -> bool:
 _PG_UPSERTS: dict[str, object] = {}
 
 
-def _pg_upsert(table: Table, keys: tuple[str, ...], counters: tuple[str, ...], *, returning: bool = False):
+def _pg_upsert(table: Table, keys: tuple[str, ...], counters: tuple[str, ...]):
     """INSERT ... SELECT FROM unnest(arrays) ON CONFLICT: one statement text per table, built once."""
-    name = f"{table.name}:{returning}"
-    statement = _PG_UPSERTS.get(name)
+    statement = _PG_UPSERTS.get(table.name)
     if statement is None:
         columns = keys + counters
+        # dimensions=1: SQLAlchemy then passes each list on as it is, instead of
+        # checking every element for a nested list (millions of isinstance calls a fold).
         source = func.unnest(
-            *(bindparam(column, type_=postgresql.ARRAY(table.c[column].type)) for column in columns)
+            *(bindparam(column, type_=postgresql.ARRAY(table.c[column].type, dimensions=1)) for column in columns)
         ).table_valued(*columns).render_derived()
         statement = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
-        if counters:
-            statement = statement.on_conflict_do_update(
-                index_elements=keys, set_={c: table.c[c] + statement.excluded[c] for c in counters}
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=keys)
-        if returning:
-            statement = statement.returning(*(table.c[k] for k in keys))
-        _PG_UPSERTS[name] = statement
+        statement = statement.on_conflict_do_update(
+            index_elements=keys, set_={c: table.c[c] + statement.excluded[c] for c in counters}
+        )
+        _PG_UPSERTS[table.name] = statement
     return statement
 
 
@@ -90,37 +87,92 @@ async def _upsert(session: AsyncSession, table: Table, keys: tuple[str, ...], co
     await session.execute(statement, [dict(zip(columns, row)) for row in rows])
 
 
-async def _new_visitors(session: AsyncSession, triples: list[tuple[int, date, int]]) -> list[tuple]:
-    """Insert (link, day, visitor) triples; the ones that were not there yet."""
-    if not triples:
-        return []
-    keys = ("link_id", "day", "visitor")
-    table = VisitVisitor.__table__
+# The batch being folded, in temporary tables of the fold's own connection:
+# the fold copies its groups in, and a few INSERT ... SELECT ... GROUP BY ...
+# ON CONFLICT statements add them to the aggregates. (On PostgreSQL they
+# empty themselves at commit; on SQLite add() empties them.)
+_BATCH_METADATA = MetaData()
+BATCH = Table(
+    "visit_batch", _BATCH_METADATA,
+    Column("link_id", BigInteger), Column("day", Date), Column("month", Date),
+    *(Column(dimension, String(255)) for dimension in DIMENSIONS),
+    Column("bot", SmallInteger), Column("visits", BigInteger),
+    prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS",
+)
+BATCH_VISITORS = Table(
+    "visit_batch_visitors", _BATCH_METADATA,
+    Column("link_id", BigInteger), Column("day", Date), Column("visitor", BigInteger), Column("bot", SmallInteger),
+    prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS",
+)
+
+
+def _insert(session: AsyncSession, table):
+    return (postgresql.insert if _is_postgres(session) else sqlite.insert)(table)
+
+
+def _split(visits, bot):
+    """SUM(visits) of humans, SUM(visits) of bots."""
+    return (func.sum(case((bot == 0, visits), else_=0)), func.sum(case((bot == 1, visits), else_=0)))
+
+
+def _adding(statement, keys: list[str], counters: list[str]):
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.table.c[c] + statement.excluded[c] for c in counters}
+    )
+
+
+async def _load(session: AsyncSession, table: Table, rows: list[tuple]) -> None:
+    # In every fold, not once per connection: on PostgreSQL a CREATE in a
+    # transaction that rolls back is gone again.
+    await session.execute(CreateTable(table, if_not_exists=True))
+    if not rows:
+        return
+    connection = await session.connection()
     if _is_postgres(session):
-        statement = _pg_upsert(table, keys, (), returning=True)
-        result = await session.execute(statement, dict(zip(keys, map(list, zip(*triples)))))
-        return [tuple(row) for row in result]
-    new = []
-    statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys).returning(*table.c)
-    for start in range(0, len(triples), _SQLITE_CHUNK):
-        values = [dict(zip(keys, triple)) for triple in triples[start:start + _SQLITE_CHUNK]]
-        result = await session.execute(statement.values(values))
-        new.extend(tuple(row) for row in result)
-    return new
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(table.name, records=rows, columns=list(table.c.keys()))
+    else:
+        await session.execute(insert(table), [dict(zip(table.c.keys(), row)) for row in rows])
 
 
 async def add(*, session: AsyncSession, delta: Delta) -> None:
     """Add a fold's Delta to the aggregates (in the caller's transaction)."""
-    per_day = {key: [humans, bots, 0, 0] for key, (humans, bots) in delta.days.items()}
-    for link_id, on, visitor in await _new_visitors(session, list(delta.visitors)):
-        per_day[(link_id, on)][3 if delta.visitors[(link_id, on, visitor)] else 2] += 1
-    await _upsert(session, VisitDay.__table__, ("link_id", "day"), ("visits", "bots", "visitors", "bot_visitors"),
-                  [(*key, *counts) for key, counts in per_day.items()])
-    for table, period in ((VisitBreakdown.__table__, "day"), (VisitMonthBreakdown.__table__, "month")):
-        rows = delta.breakdowns if period == "day" else delta.months
-        await _upsert(session, table, ("link_id", period, "dimension", "value"), ("visits", "bots"),
-                      [(link_id, on, dimension, value[:255], humans, bots)
-                       for (link_id, on, dimension, value), (humans, bots) in rows.items()])
+    await _load(session, BATCH, delta.groups)
+    await _load(session, BATCH_VISITORS, delta.visitors)
+    b, v = BATCH.c, BATCH_VISITORS.c
+    counters = ["visits", "bots"]
+    if delta.groups:
+        # true(): SQLite reads INSERT ... SELECT ... ON CONFLICT only with a WHERE.
+        days = select(b.link_id, b.day, *_split(b.visits, b.bot), literal(0), literal(0)).where(true())
+        statement = _insert(session, VisitDay).from_select(
+            ["link_id", "day", "visits", "bots", "visitors", "bot_visitors"], days.group_by(b.link_id, b.day))
+        await session.execute(_adding(statement, ["link_id", "day"], counters))
+        for table, period in ((VisitBreakdown, "day"), (VisitMonthBreakdown, "month")):
+            each = union_all(*(
+                select(b.link_id, b[period].label("period"), literal(dimension, String).label("dimension"),
+                       b[dimension].label("value"), b.visits, b.bot)
+                for dimension in DIMENSIONS
+            )).subquery()
+            grouped = select(each.c.link_id, each.c.period, each.c.dimension, each.c.value,
+                             *_split(each.c.visits, each.c.bot)).where(true()).group_by(
+                each.c.link_id, each.c.period, each.c.dimension, each.c.value)
+            statement = _insert(session, table).from_select(["link_id", period, "dimension", "value", *counters],
+                                                            grouped)
+            await session.execute(_adding(statement, ["link_id", period, "dimension", "value"], counters))
+    if delta.visitors:
+        # Only visitors not seen before that day count, and are remembered.
+        await session.execute(delete(BATCH_VISITORS).where(exists().where(
+            VisitVisitor.link_id == v.link_id, VisitVisitor.day == v.day, VisitVisitor.visitor == v.visitor)))
+        await session.execute(_insert(session, VisitVisitor).from_select(
+            ["link_id", "day", "visitor"], select(v.link_id, v.day, v.visitor).where(true())
+        ).on_conflict_do_nothing())
+        new = select(v.link_id, v.day, literal(0), literal(0), *_split(literal(1), v.bot)).where(true())
+        statement = _insert(session, VisitDay).from_select(
+            ["link_id", "day", "visits", "bots", "visitors", "bot_visitors"], new.group_by(v.link_id, v.day))
+        await session.execute(_adding(statement, ["link_id", "day"], ["visitors", "bot_visitors"]))
+    if not _is_postgres(session):
+        await session.execute(delete(BATCH))
+        await session.execute(delete(BATCH_VISITORS))
     await _upsert(session, OrphanVisitDay.__table__, ("day", "status"), ("visits", "bots"),
                   [(*key, *counts) for key, counts in delta.orphans.items()])
     await _upsert(session, VisitTotal.__table__, ("link_id",), ("visits", "bots"),

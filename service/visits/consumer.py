@@ -72,6 +72,7 @@ class VisitConsumer:
         db: sql.Database,
         enricher: Enricher,
         batch: int = 2000,
+        entry_size: int = 1000,
         claim_idle_seconds: float = 30.0,
         block_seconds: float = 0.0,
         poll_seconds: float = 0.1,
@@ -84,7 +85,8 @@ class VisitConsumer:
         self._db = db
         self._enricher = enricher
         self._folder = Folder(enricher)
-        self._batch = batch
+        # XREADGROUP counts stream entries; a busy producer puts entry_size visits in each.
+        self._batch = max(1, batch // max(1, entry_size))
         self._claim_idle_ms = int(claim_idle_seconds * 1000)
         self._claim_every = max(0.5, claim_idle_seconds / 2)
         # block_seconds > 0: wait for entries in XREADGROUP BLOCK (a process of its
@@ -112,6 +114,7 @@ class VisitConsumer:
             db=db,
             enricher=Enricher(geoip_db=settings.geoip_db),
             batch=settings.visits_consumer_batch,
+            entry_size=settings.visits_flush_size,
             claim_idle_seconds=settings.visits_claim_idle_seconds,
         )
         values.update(overrides)
@@ -294,6 +297,7 @@ class VisitConsumer:
         """The Delta of readable entries, and the ids of those that turned out malformed."""
         groups: defaultdict = defaultdict(int)
         orphans: defaultdict = defaultdict(lambda: [0, 0])
+        visitors: dict = {}
         missing = self._missing_codes(readable)
         if missing:
             await self._resolve(missing)
@@ -301,13 +305,13 @@ class VisitConsumer:
         visits = 0
         for number, (entry_id, _, envelope) in enumerate(readable):
             try:
-                visits += self._folder.count(envelope, groups, orphans, self._codes)
+                visits += self._folder.count(envelope, groups, orphans, self._codes, visitors)
             except InvalidEntry as exc:
                 bad.add(entry_id)
                 log.error("visit stream entry %s skipped: %s", entry_id, exc)
             if number % 4 == 3:
                 await asyncio.sleep(0)  # under `make run` this shares the loop with redirects
-        return self._folder.delta(groups, orphans, visits), bad
+        return self._folder.delta(groups, orphans, visits, visitors), bad
 
     def _missing_codes(self, readable) -> set[str]:
         """Codes of redirects whose event has no link id (served from an old cache entry) not yet known."""

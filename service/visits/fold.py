@@ -1,23 +1,17 @@
 """Fold visit events into additions to the aggregates, in memory (no I/O).
 
-A ``Delta`` is what one batch of stream entries adds to the SQL aggregates
-(aggregates.py applies it):
-
-- per (link, day): visits, bot visits; unique visitors come from SQL, which
-  alone knows whether a visitor was seen before that day;
-- per (link, day, dimension, value) and per (link, month, dimension, value):
-  visits and bot visits, for the dimensions referrer, country, browser, os,
-  device (the monthly rows make a year of stats a few thousand rows to add up,
-  not a hundred thousand);
-- per (day, status): orphan visits (404, 410) and bot ones;
-- per link: visits and bot visits so far;
-- the (link, day, visitor) triples seen, with whether the visitor is a bot.
+A ``Delta`` is what one batch of stream entries adds to the SQL aggregates:
+its visits counted per (link, day, kind of client), where a kind is what the
+aggregates tell apart (referrer, country, browser, OS, device type, bot), the
+visitor hashes seen per (link, day), orphan visits (404, 410) per (day,
+status) and each link's total. aggregates.py hands the groups to SQL, which
+adds them up per day, per (day, dimension, value) and per (month, dimension,
+value) in a few set-based statements: a long tail of links visited once
+makes a few rows per visit, and SQL adds those up in C, not Python.
 
 Every figure of a link is also added to link id 0, the whole service, so
-``GET /api/v1/stats`` reads as few rows as a link's stats. Days are UTC.
-Visits are first counted per distinct (link, day, client), so the cost per
-visit is one dictionary update; the per-dimension rows are made per distinct
-client.
+``GET /api/v1/stats`` reads as few rows as a link's stats. Days are UTC. A
+visit costs one dictionary update here; the rest is per distinct kind.
 """
 
 from __future__ import annotations
@@ -35,6 +29,7 @@ ORPHAN = frozenset({404, 410})
 DIMENSIONS = ("referrer", "country", "browser", "os", "device")
 DIRECT = "direct"  # the referrer of visits that had none
 _MS_PER_DAY = 86_400_000
+KIND_CACHE_SIZE = 100_000
 
 
 def _counter() -> list[int]:
@@ -43,14 +38,19 @@ def _counter() -> list[int]:
 
 @dataclass
 class Delta:
-    """What a batch adds to the aggregates: [visits, bots] per key."""
+    """What a batch adds to the aggregates, as rows SQL adds up (aggregates.add).
 
-    days: defaultdict = field(default_factory=lambda: defaultdict(_counter))
-    breakdowns: defaultdict = field(default_factory=lambda: defaultdict(_counter))
-    months: defaultdict = field(default_factory=lambda: defaultdict(_counter))
-    orphans: defaultdict = field(default_factory=lambda: defaultdict(_counter))
+    ``groups``: (link id, day, month, referrer, country, browser, os, device,
+    bot, visits), one per link, day and kind of client (and per day and kind
+    for link 0, the whole service); ``visitors``: (link id, day, visitor hash,
+    bot), each once; ``orphans``: (day, status) -> [visits, bots];
+    ``totals``: link id -> [visits, bots].
+    """
+
+    groups: list = field(default_factory=list)
+    visitors: list = field(default_factory=list)
+    orphans: dict = field(default_factory=dict)
     totals: defaultdict = field(default_factory=lambda: defaultdict(_counter))
-    visitors: dict = field(default_factory=dict)  # (link id, day, visitor as int64) -> bot
     visits: int = 0
 
     @property
@@ -64,6 +64,7 @@ class Folder:
     def __init__(self, enricher: Enricher) -> None:
         self._enricher = enricher
         self._dates: dict[int, tuple[date, date]] = {}
+        self._kinds: dict[tuple, tuple] = {}
 
     def _days(self, day: int) -> tuple[date, date]:
         known = self._dates.get(day)
@@ -73,60 +74,82 @@ class Folder:
         return known
 
     def count(self, envelope: Envelope, groups: defaultdict, orphans: defaultdict,
-              link_of_code: dict[str, int | None]) -> int:
-        """Count one envelope's visits into `groups` ((link, day, client) -> [visits, bots]) and `orphans`.
+              link_of_code: dict[str, int | None], visitors: dict | None = None) -> int:
+        """Count one envelope's visits into `groups` ((link, day, client kind) -> visits), `orphans`
+        ((day, status) -> [visits, bots]) and `visitors` ((link, day, visitor) -> bot).
 
+        A client kind is what the aggregates tell apart (referrer, country,
+        browser, OS, device, bot), so visitors alike fold into one group.
         Raises InvalidEntry if the envelope is malformed; then nothing of it is counted.
         """
         agent, country = self._enricher.agent, self._enricher.country
         local_groups: defaultdict = defaultdict(int)
         local_orphans: defaultdict = defaultdict(_counter)
+        local_visitors: dict = {}
         try:
-            clients = []
+            kinds, hashes = [], []
             for network, visitor, user_agent, referrer_host, _path, *_ in envelope.clients:
                 seen = agent(user_agent if isinstance(user_agent, str) else "")
-                clients.append((referrer_host or DIRECT, country(network), seen,
-                                None if visitor is None else int.from_bytes(bytes.fromhex(visitor), "big", signed=True)))
+                kinds.append(self._kind(referrer_host or DIRECT, country(network), seen))
+                hashes.append(None if visitor is None else int.from_bytes(bytes.fromhex(visitor), "big", signed=True))
             for ts, link_id, code, status, _method, at, *_ in envelope.visits:
+                if at < 0:
+                    raise IndexError(f"client {at}")
+                kind = kinds[at]
                 day = ts // _MS_PER_DAY
                 if status in ORPHAN:
-                    local_orphans[(day, status)][clients[at][2].bot] += 1
+                    local_orphans[(day, status)][kind[0]] += 1
                     continue
                 if link_id is None:
                     link_id = link_of_code.get(code)
                     if link_id is None:  # a code no link has any more: nothing to count it against
                         continue
-                local_groups[(link_id, day, at)] += 1
-            merged = []
-            for (link_id, day, at), count in local_groups.items():
-                if at < 0:
-                    raise IndexError(f"client {at}")
-                merged.append(((link_id, day, clients[at]), count))
+                local_groups[(link_id, day, kind)] += 1
+                visitor = hashes[at]
+                if visitor is not None:
+                    local_visitors[(link_id, day, visitor)] = kind[0]
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
             raise InvalidEntry(f"malformed visit: {exc}") from None
-        for key, count in merged:
+        for key, count in local_groups.items():
             groups[key] += count
         for key, (humans, bots) in local_orphans.items():
             orphans[key][0] += humans
             orphans[key][1] += bots
+        if visitors is not None:
+            visitors.update(local_visitors)
         return len(envelope.visits)
 
-    def delta(self, groups: defaultdict, orphans: defaultdict, visits: int) -> Delta:
-        """The aggregate rows of counted groups."""
-        out = Delta(visits=visits)
-        days, breakdowns, months, totals, visitors = out.days, out.breakdowns, out.months, out.totals, out.visitors
-        for (link_id, day, (referrer, country, agent, visitor)), count in groups.items():
-            on, month = self._days(day)
-            bot = 1 if agent.bot else 0
+    def _kind(self, referrer: str, country: str, agent) -> tuple:
+        """(bot, (referrer, country, browser, os, device)): one shared tuple per distinct kind of client."""
+        key = (referrer, country, agent)
+        kind = self._kinds.get(key)
+        if kind is None:
+            if len(self._kinds) > KIND_CACHE_SIZE:
+                self._kinds.clear()
             values = (referrer, country, agent.browser, agent.os, agent.device)
+            kind = self._kinds[key] = (1 if agent.bot else 0, tuple(value or UNKNOWN for value in values))
+        return kind
+
+    def delta(self, groups: defaultdict, orphans: defaultdict, visits: int, visitors: dict | None = None) -> Delta:
+        """The rows of counted groups: each link's, and the whole service's."""
+        out = Delta(visits=visits)
+        rows, totals = out.groups, out.totals
+        service: defaultdict = defaultdict(int)
+        for (link_id, day, kind), count in groups.items():
+            on, month = self._days(day)
+            bot, values = kind
             totals[link_id][bot] += count
-            for target in (link_id, SERVICE):
-                days[(target, on)][bot] += count
-                for dimension, value in zip(DIMENSIONS, values):
-                    breakdowns[(target, on, dimension, value or UNKNOWN)][bot] += count
-                    months[(target, month, dimension, value or UNKNOWN)][bot] += count
-                if visitor is not None:
-                    visitors[(target, on, visitor)] = bool(bot)
-        for (day, status), counts in orphans.items():
-            out.orphans[(self._days(day)[0], status)] = counts
+            service[(day, kind)] += count
+            rows.append((link_id, on, month, *values, bot, count))
+        for (day, (bot, values)), count in service.items():
+            on, month = self._days(day)
+            rows.append((SERVICE, on, month, *values, bot, count))
+        if visitors:
+            seen: dict = {}
+            for (link_id, day, visitor), bot in visitors.items():
+                on = self._days(day)[0]
+                out.visitors.append((link_id, on, visitor, bot))
+                seen[(on, visitor)] = bot
+            out.visitors.extend((SERVICE, on, visitor, bot) for (on, visitor), bot in seen.items())
+        out.orphans = {(self._days(day)[0], status): counts for (day, status), counts in orphans.items()}
         return out

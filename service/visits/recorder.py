@@ -111,7 +111,7 @@ class VisitRecorder:
         self._stream = stream
         self._salts = salts
         self._addresses = addresses
-        self._trusts_proxies = bool(addresses._trusted)
+        self._trusts_proxies = addresses.trusts_proxies
         self._bound = buffer_size
         self._flush_seconds = flush_seconds
         self._flush_size = flush_size
@@ -271,7 +271,8 @@ class VisitRecorder:
                 pass
             else:
                 counted = not any(ip in network for network in self._exclude)
-        host, path = referrer_parts(referer.decode("latin-1"), keep_path=self._referrer_path) if referer else (None, None)
+        host, path = (referrer_parts(referer.decode("latin-1"), keep_path=self._referrer_path)
+                      if referer else (None, None))
         return _Client(
             address=address,
             network=anonymise(address, ipv4_bits=self._bits[0], ipv6_bits=self._bits[1]),

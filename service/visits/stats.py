@@ -120,3 +120,13 @@ class VisitStats:
         async with self.db.reading() as session:
             found = await aggregates.totals(session=session, link_ids=link_ids)
         return {link_id: found.get(link_id, (0, 0))[0] for link_id in link_ids}
+
+    async def answered_of(self, link_ids: list[int]) -> dict[int, int]:
+        """Redirects folded so far of each link, bots included: what `max_visits` is checked against.
+
+        It trails the redirects answered by at most the visits in flight
+        (docs/visits.md: "max_visits"), and never runs ahead of them.
+        """
+        async with self.db.reading() as session:
+            found = await aggregates.totals(session=session, link_ids=link_ids)
+        return {link_id: sum(found.get(link_id, (0, 0))) for link_id in link_ids}

@@ -42,7 +42,8 @@ async def visits_of(client, code: str) -> int:
 
 async def burst(client, code: str, count: int) -> None:
     for number in range(count):
-        response = await client.get(f"/{code}", headers={"user-agent": FIREFOX, "referer": f"https://r{number % 3}.example/"})
+        headers = {"user-agent": FIREFOX, "referer": f"https://r{number % 3}.example/"}
+        response = await client.get(f"/{code}", headers=headers)
         assert response.status_code == 302
 
 
@@ -92,7 +93,7 @@ async def test_a_consumer_killed_mid_batch_leaves_its_entries_to_another_that_co
         for _ in range(4):
             await burst(client, code, 5)
             assert await recorder.flush()
-        victim = consumer(settings, client.app, "victim")
+        victim = consumer(settings, client.app, "victim", batch=10_000)  # it takes all four entries
         inside = asyncio.Event()
         add = aggregates.add
 
@@ -165,3 +166,9 @@ def test_sigterm_of_a_server_right_after_a_burst_loses_no_visit(pg_url, redis_pr
             return (await client.get(f"/api/v1/links/{code}")).json()["visits"]
 
     assert asyncio.run(count()) == 500
+
+
+async def test_the_migrated_postgres_schema_is_the_models(pg_url):
+    from tests.api.test_schema_matches_models import schema_differences
+
+    assert await schema_differences(pg_url) == []

@@ -16,7 +16,8 @@ from service.visits.enrich import Enricher
 from service.visits.fold import SERVICE, Folder
 from service.visits.stats import MAX_DAYS, parse_day, stats_range, top
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/131.0.0.0 Safari/537.36")
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
           "Version/18.1 Mobile/15E148 Safari/604.1")
 DAY_MS = 86_400_000
@@ -69,35 +70,41 @@ def folder() -> Folder:
 
 
 def fold(folder: Folder, *envelopes, codes=None):
-    groups, orphans, visits = defaultdict(int), defaultdict(lambda: [0, 0]), 0
+    groups, orphans, visitors, visits = defaultdict(int), defaultdict(lambda: [0, 0]), {}, 0
     for item in envelopes:
-        visits += folder.count(item, groups, orphans, codes or {})
-    return folder.delta(groups, orphans, visits)
+        visits += folder.count(item, groups, orphans, codes or {}, visitors)
+    return folder.delta(groups, orphans, visits, visitors)
 
 
-def test_visits_fold_into_days_breakdowns_months_totals_and_the_whole_service(folder):
+def test_visits_fold_into_groups_per_link_day_and_kind_of_client_and_the_whole_services(folder):
     delta = fold(folder, envelope(
         [["203.0.113.0", "00000000000000ff", CHROME, "t.co", None], ["198.51.100.0", None, IPHONE, None, None],
-         ["192.0.2.0", "0000000000000001", "curl/8.5.0", None, None]],
+         ["192.0.2.0", "0000000000000001", "curl/8.5.0", None, None],
+         ["192.0.2.0", "00000000000000fe", CHROME, "t.co", None]],
         [[DEC_1 + 1, 7, "abc", 302, "GET", 0, False], [DEC_1 + 2, 7, "abc", 302, "GET", 0, False],
          [DEC_1 + 3, 7, "abc", 302, "GET", 1, False], [DEC_1 + 4, 7, "abc", 302, "GET", 2, False],
+         [DEC_1 + 4, 7, "abc", 302, "GET", 3, False],
          [DEC_1 + 5, None, "gone", 404, "GET", 2, False], [DEC_1 + DAY_MS, 8, "def", 301, "GET", 1, False]],
     ))
     dec1, dec2 = date(2025, 12, 1), date(2025, 12, 2)
-    assert delta.visits == 6
-    assert delta.days[(7, dec1)] == [3, 1] and delta.days[(SERVICE, dec1)] == [3, 1]
-    assert delta.days[(8, dec2)] == [1, 0] and delta.days[(SERVICE, dec2)] == [1, 0]
-    assert delta.totals[7] == [3, 1] and delta.totals[8] == [1, 0]
-    assert delta.breakdowns[(7, dec1, "referrer", "t.co")] == [2, 0]
-    assert delta.breakdowns[(7, dec1, "referrer", "direct")] == [1, 1]
-    assert delta.breakdowns[(7, dec1, "browser", "Chrome")] == [2, 0]
-    assert delta.breakdowns[(7, dec1, "device", "mobile")] == [1, 0]
-    assert delta.breakdowns[(7, dec1, "device", "bot")] == [0, 1]
-    assert delta.months[(SERVICE, dec1, "os", "iOS")] == [2, 0]  # both days of December
+    chrome = ("t.co", "unknown", "Chrome", "Windows", "desktop")
+    iphone = ("direct", "unknown", "Mobile Safari", "iOS", "mobile")
+    curl = ("direct", "unknown", "curl", "unknown", "bot")
+    assert delta.visits == 7
+    # Two visitors alike (Chrome from t.co) are one group of 3 visits.
+    assert sorted(delta.groups) == sorted([
+        (7, dec1, dec1, *chrome, 0, 3), (7, dec1, dec1, *iphone, 0, 1), (7, dec1, dec1, *curl, 1, 1),
+        (8, dec2, dec1, *iphone, 0, 1),
+        (SERVICE, dec1, dec1, *chrome, 0, 3), (SERVICE, dec1, dec1, *iphone, 0, 1),
+        (SERVICE, dec1, dec1, *curl, 1, 1), (SERVICE, dec2, dec1, *iphone, 0, 1),
+    ])
+    assert delta.totals == {7: [4, 1], 8: [1, 0]}
     assert delta.orphans == {(dec1, 404): [0, 1]}
     # Visitors without a hash (DNT, excluded) are not uniques; bots are kept apart.
-    assert delta.visitors == {(7, dec1, 255): False, (SERVICE, dec1, 255): False,
-                              (7, dec1, 1): True, (SERVICE, dec1, 1): True}
+    assert sorted(delta.visitors) == sorted([
+        (7, dec1, 255, 0), (7, dec1, 1, 1), (7, dec1, 254, 0),
+        (SERVICE, dec1, 255, 0), (SERVICE, dec1, 1, 1), (SERVICE, dec1, 254, 0),
+    ])
 
 
 def test_a_redirect_without_a_link_id_counts_for_the_link_its_code_names(folder):
