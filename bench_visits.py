@@ -10,7 +10,7 @@ What it measures (docs/visits.md quotes a run):
    client, like wrk; every visit a new client; a realistic mix);
 2. the consumer's fold rate on one core: the stream is filled with visits of
    a realistic mix (the User-Agents of tests/data/user-agents.tsv, ~10% bots,
-   1% a build never seen before; 10,000 links, Zipf-distributed; 200,000 visitors;
+   1% never seen before; 10,000 links, Zipf-distributed; 200,000 visitors;
    a dozen referrers), then one consumer, this process pinned to CPU 0,
    folds it all into PostgreSQL (which runs on whatever core is free); then
    the same for a few campaigns (100 links, 10,000 visitors), since what a
@@ -101,9 +101,9 @@ class Mix:
                 agent = self.bots[visitor % len(self.bots)]
             else:
                 agent = self.humans[visitor % len(self.humans)]
-            if rnd.random() < 0.01:  # a build never seen before (a new minor version)
+            if rnd.random() < 0.01:  # a version string never seen before
                 self.novel += 1
-                agent = agent + f" Build/1.{self.novel}".encode()
+                agent = agent + f" Novel/{self.novel}".encode()
             headers = [(b"host", b"sho.rt"), (b"user-agent", agent), (b"accept", b"text/html,*/*;q=0.8"),
                        (b"accept-language", b"en-US,en;q=0.9"), (b"accept-encoding", b"gzip, deflate, br")]
             referrer = REFERRERS[visitor % len(REFERRERS)]

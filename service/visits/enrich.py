@@ -7,11 +7,9 @@ Consumer side only: none of this ever runs on the redirect path.
   port of CrawlerDetect's ~1,400 patterns) decides what is a bot, together
   with ua-parser's own "Spider" device. Measured here on one core: ua-parser
   ~13 us a User-Agent with the Rust resolver against ~900 us with its pure
-  Python one; crawlerdetect ~150-600 us. Both are cached by the User-Agent
-  string, and then by its shape (the string with its version numbers
-  zeroed), so a fold pays them once per distinct kind of client, not per new
-  browser version (docs/visits.md). Families only are kept, never versions,
-  so the shape loses nothing the stats show.
+  Python one; crawlerdetect ~150 us. Both are cached by the User-Agent
+  string, and real traffic repeats its User-Agents, so a fold pays them once
+  per distinct string (docs/visits.md).
 - the device type (desktop, mobile, tablet, tv, bot, unknown) is read from
   ua-parser's result and a few tokens of the string, below;
 - the country comes from an operator-provided MaxMind-format database
@@ -23,7 +21,6 @@ Consumer side only: none of this ever runs on the redirect path.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 
 from crawlerdetect import CrawlerDetect
@@ -45,13 +42,6 @@ _MORE_BOTS = ("(viber)", "tumblr/", "windowspowershell", "insomnia/", "/syntheti
 AGENT_CACHE_SIZE = 50_000
 COUNTRY_CACHE_SIZE = 100_000
 MAX_NAME = 64
-# Minor version numbers (digits after a "."): two User-Agents that differ only
-# in them get one answer. New builds of browsers and apps are most of the
-# User-Agents a consumer has not seen, and crawlerdetect costs ~0.6 ms each
-# on this machine, a third of a fold's CPU with 1% new strings. (Major
-# versions stay: ua-parser tells some families apart by them, Trident/7.0
-# being IE 11.)
-_VERSION = re.compile(r"(?<=\.)\d+")
 
 _TV = ("smart-tv", "smarttv", "googletv", "appletv", "hbbtv", "netcast", "web0s", "webos.tv", "crkey", "roku",
        "tizen tv", "bravia", "aftb", "aftm", "aftt", "playstation", "xbox", "nintendo")
@@ -127,12 +117,8 @@ class Enricher:
                 self._geo = maxminddb.open_database(geoip_db)
             except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
                 raise ValueError(f"LINKGATE_GEOIP_DB: cannot read {geoip_db!r} as a MaxMind database: {exc}") from None
-        self.agent = functools.lru_cache(maxsize=AGENT_CACHE_SIZE)(self._agent_of)
-        self._by_shape = functools.lru_cache(maxsize=AGENT_CACHE_SIZE)(self._agent)
+        self.agent = functools.lru_cache(maxsize=AGENT_CACHE_SIZE)(self._agent)
         self.country = functools.lru_cache(maxsize=COUNTRY_CACHE_SIZE)(self._country)
-
-    def _agent_of(self, user_agent: str) -> Agent:
-        return self._by_shape(_VERSION.sub("0", user_agent))
 
     def _agent(self, user_agent: str) -> Agent:
         parsed = _resolver()(user_agent, Domain.ALL)

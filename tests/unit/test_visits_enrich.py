@@ -97,11 +97,3 @@ def test_a_database_that_cannot_be_read_stops_the_start(tmp_path):
         Enricher(geoip_db=str(broken))
     with pytest.raises(ValueError, match="LINKGATE_GEOIP_DB"):
         Enricher(geoip_db=str(tmp_path / "missing.mmdb"))
-
-
-def test_a_new_build_of_a_known_user_agent_is_not_parsed_again(enricher):
-    base = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-            "Chrome/131.0.{}.{} Safari/537.36")
-    first, second = enricher.agent(base.format(6778, 73)), enricher.agent(base.format(6778, 86))
-    assert first is second and first.browser == "Chrome"
-    assert enricher.agent(base.replace("131", "132").format(1, 2)).browser == "Chrome"
