@@ -144,24 +144,19 @@ class LogWriter:
             view = view[written:]
 
     def _next_write_size(self, view: memoryview) -> int:
-        """All of it, unless stdout is a pipe with less room: then whole lines that fit.
+        """All of it, unless stdout is a pipe: then whole lines of at most PIPE_BUF bytes.
 
-        A write to a pipe that has room for all of it is never split, and one
-        of at most PIPE_BUF bytes waits for room and goes in whole; anything
-        else may be interleaved with another worker's lines (the room is an
-        estimate taken just before the write: lines stay whole unless the
-        pipe fills faster than that).
+        Only a write of at most PIPE_BUF bytes to a pipe is atomic (POSIX),
+        so only such writes keep every worker's lines whole whatever the
+        other workers write at the same moment. (An estimate of the pipe's
+        room, used before, let two writers split each other's lines when the
+        pipe filled between the estimate and the write.) At ~200 bytes a line
+        that is ~20 lines a write.
         """
-        if not self._is_pipe:
+        if not self._is_pipe or len(view) <= _PIPE_BUF:
             return len(view)
-        # An eighth of the room: other workers may be writing theirs at the same
-        # moment, and a pipe counts room in pages that earlier writes may have
-        # left part empty.
-        room = max(_pipe_room(self.fd) // 8, _PIPE_BUF)
-        if len(view) <= room:
-            return len(view)
-        cut = bytes(view[:room]).rfind(b"\n") + 1
-        return cut or len(view)  # a single line longer than the room goes as it is
+        cut = bytes(view[:_PIPE_BUF]).rfind(b"\n") + 1
+        return cut or len(view)  # a single line longer than PIPE_BUF goes as it is
 
     # --- shutdown -----------------------------------------------------------
 
