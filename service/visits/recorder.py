@@ -128,6 +128,8 @@ class VisitRecorder:
         self._unsent: list[tuple[str, bytes, int]] = []
         self._clients: dict[tuple, _Client] = {}
         self._waiter: asyncio.Future | None = None
+        # One flush at a time: two would put the same backlog visits in envelopes of different ids.
+        self._flushing = asyncio.Lock()
         self._envelopes = itertools.count(1)
         self._tag = f"{os.getpid():x}.{int(time.time()):x}.{secrets.token_hex(3)}"
         self.dropped = 0
@@ -196,7 +198,15 @@ class VisitRecorder:
             metrics.VISITS_BACKLOG.set(self.backlog)
 
     async def flush(self) -> bool:
-        """Send everything waiting; False when Redis did not take it all (the rest stays, bounded)."""
+        """Send everything waiting; False when Redis did not take it all (the rest stays, bounded).
+
+        Flushes queue behind each other (the flusher task, ``close`` and a
+        caller's own flush may overlap), so a visit goes in one envelope only.
+        """
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         raw, self._raw = self._raw, []
         if raw:
             self._take(raw)

@@ -216,6 +216,21 @@ async def test_with_redis_away_visits_wait_in_a_bounded_backlog_and_the_oldest_a
         assert (await client.get(f"/api/v1/links/{code}/stats")).json()["total"]["visits"] == 100
 
 
+async def test_flushes_that_overlap_send_each_visit_once(client):
+    # The flusher task, close() and a caller's flush can run at once; each
+    # waits on the salt of the day from Redis while the others go on.
+    import asyncio
+
+    code = await new_link(client)
+    recorder = client.app.state.visit_recorder
+    for _ in range(40):
+        await visit(client, code)
+    assert all(await asyncio.gather(*(recorder.flush() for _ in range(4))))
+    assert recorder.backlog == 0
+    await settle(client)
+    assert (await client.get(f"/api/v1/links/{code}/stats")).json()["total"]["visits"] == 40
+
+
 async def test_an_entry_delivered_twice_is_counted_once(client, folded):
     code = await new_link(client)
     for _ in range(3):
