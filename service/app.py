@@ -18,7 +18,14 @@ from .access.limiter import ApiLimiter, ScanGuard
 from .access.policy import Permissions
 from .access.rates import parse_rate
 from .api import auth, health, keys as keys_api, links as links_api, problems, stats as stats_api
+from .api import webhooks as webhooks_api
 from .codes import CodeCodec
+from .coordination.changes import LinkChanges
+from .coordination.coordinator import LOCK_NAME, Coordinator
+from .coordination.expiry import ExpiryTimers
+from .coordination.lock import FencedLock
+from .coordination.relay import OutboxRelay
+from .coordination.webhooks import Deliverer, checked_client
 from .config import Settings
 from .lifecycle.visit_limits import VisitLimits
 from .access_log import AccessLog
@@ -180,6 +187,34 @@ async def _close_visits(recorder: VisitRecorder | None, consumer: VisitConsumer 
         except Exception as exc:  # Redis or SQL away: what is in the stream stays there
             log.error("visit events not folded at shutdown: %s", exc)
 
+# At shutdown: how long the background tasks get to stop once cancelled.
+TASK_STOP_SECONDS = 5.0
+
+
+async def stop_tasks(tasks: list[asyncio.Task], *, timeout_seconds: float) -> None:
+    """Cancel the tasks and wait for them, cancelling again those that swallowed it; bounded.
+
+    A cancel can be lost: fakeredis's asyncio client (the embedded default)
+    swallows a CancelledError that arrives during a command, and the task
+    then waits on as if nothing happened. So the cancel is repeated until the
+    task ends, and the shutdown goes on after `timeout_seconds` whatever
+    happens (logging the tasks left).
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            log.error("background tasks did not stop at shutdown: %s", sorted(t.get_name() for t in pending))
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, left))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("background task %s ended with %r", task.get_name(), task.exception())
+
+
 # Collections of the young generations at most every GC_THRESHOLDS[0] net
 # allocations of tracked objects, instead of Python's 700 (see tune_garbage_collector).
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -257,6 +292,25 @@ def create_app(
             filter_limits=limits,
         )
         service.on_change.append(redirector.forget)
+        changes = LinkChanges(redis_client_, prefix=settings.redis_key_prefix, forget=redirector.forget)
+        service.changes = changes
+        webhook_client = checked_client(allow_private=settings.webhook_allow_private,
+                                        timeout_seconds=settings.webhook_timeout_seconds)
+        coordinator = Coordinator(
+            db=db,
+            lock=FencedLock(redis_client_, LOCK_NAME, prefix=settings.redis_key_prefix,
+                            ttl_seconds=settings.lock_ttl_seconds),
+            relay=OutboxRelay(db=db, redis=redis_client_, prefix=settings.redis_key_prefix,
+                              max_length=settings.events_stream_max_length, clock=service.clock),
+            timers=ExpiryTimers(db=db, redis=redis_client_, prefix=settings.redis_key_prefix, clock=service.clock),
+            deliverer=Deliverer(db=db, client=webhook_client, max_attempts=settings.webhook_max_attempts,
+                                clock=service.clock),
+            relay_interval=settings.events_relay_interval_seconds,
+            expiry_interval=settings.expiry_interval_seconds,
+            clock=service.clock,
+        )
+        changes.on_commit = coordinator.wake
+        app.state.changes, app.state.coordinator = changes, coordinator
         permissions = Permissions.from_settings(settings)
         keys = KeyService(
             db=db, permissions=permissions, pepper=settings.api_key_pepper,
@@ -295,7 +349,11 @@ def create_app(
             asyncio.create_task(keys.flush_last_used_forever()),
             asyncio.create_task(_every_while_share_unknown_codes(scan_guard, SCAN_FLUSH_SECONDS)),
             asyncio.create_task(visit_limits.flush_forever()),
+            asyncio.create_task(changes.publish_forever()),
+            asyncio.create_task(changes.listen_forever()),
         ]
+        if settings.coordination_in_process:
+            tasks.append(asyncio.create_task(coordinator.run_forever()))
         if recorder is not None:
             tasks.append(asyncio.create_task(recorder.run()))
         if consumer is not None:
@@ -305,11 +363,7 @@ def create_app(
         finally:
             app.redirect_gateway.redirector = None
             app.redirect_gateway.recorder = None
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks, timeout_seconds=TASK_STOP_SECONDS)
             await _close_visits(recorder, consumer, consumer_task)
             metrics.TALLY.flush()
             with contextlib.suppress(Exception):  # SQL away: the last minute's last_used_at is lost
@@ -319,6 +373,7 @@ def create_app(
             metrics.TALLY.sources.remove(drops)
             await redirector.aclose()
             await service.aclose()
+            await webhook_client.aclose()
             if redis_client is None:
                 await redis_client_.aclose()
             await db.close()
@@ -347,6 +402,7 @@ def create_app(
     app.include_router(keys_api.router)
     app.include_router(links_api.tags_router)
     app.include_router(stats_api.router)
+    app.include_router(webhooks_api.router)
     app.include_router(health.router)
     # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
     app.add_middleware(AccessGate)

@@ -286,6 +286,45 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- coordination (many replicas) ----------------------------------------
+    coordination_in_process: bool = Field(
+        True,
+        description=(
+            "Run the outbox relay, webhook deliveries and expiry timers in the server process, one replica "
+            "at a time under a Redis lock (the others wait their turn)."
+        ),
+    )
+    lock_ttl_seconds: float = Field(
+        15.0, gt=0, le=600,
+        description="TTL of the coordination locks; the holder's watchdog extends them every third of it.",
+    )
+    events_relay_interval_seconds: float = Field(
+        0.2, gt=0, le=60,
+        description="How often the relay looks for unpublished link events (a commit on this replica wakes it at once).",
+    )
+    events_stream_max_length: int = Field(
+        100_000, ge=100,
+        description="Link events the link-event stream keeps (approximate MAXLEN); older ones are trimmed.",
+    )
+    expiry_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the expiry timers pop links whose valid_until has come.",
+    )
+    reconcile_batch: int = Field(
+        1000, ge=10, le=100_000, description="Keys (or rows) reconcile compares per round trip.",
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=30,
+        description="Tries of one webhook delivery before it is marked failed (backoff doubles from 1 s, max 10 min).",
+    )
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Timeout of one webhook request.")
+    webhook_allow_private: bool = Field(
+        False,
+        description=(
+            "Allow webhook endpoints that resolve to loopback, private, link-local or reserved addresses, "
+            "and plain http (for local development only)."
+        ),
+    )
+
     # --- logging ----------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level name.")
     access_log: bool = Field(

@@ -72,3 +72,11 @@ class KeyNameTaken(LinkgateError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+class WebhookNotFound(LinkgateError):
+    """No webhook with this id is visible to the key (404)."""
+
+    def __init__(self, webhook_id: int) -> None:
+        super().__init__(str(webhook_id))
+        self.webhook_id = webhook_id

@@ -19,6 +19,7 @@ from .config import Settings
 from .errors import AliasTaken, Forbidden, InvalidInput, LinkNotFound, StorageUnavailable
 from .lifecycle.state import LinkFlags, check_permanent, check_window, normal_tags, with_flag
 from .access.grant import Grant
+from .coordination import events
 from .query_filter import FilterLimits, PolicyError, QueryPolicy, check_policy
 from .store import sql
 from .store.cache import CachedLink, CacheUnavailable, LinkCache, cached_link
@@ -104,6 +105,9 @@ class LinkService:
     redrop_after_seconds: float = 2.0
     # Set by the app's lifespan: what limited links admitted and SQL does not know yet.
     visit_limits: object | None = None
+    # Set by the app's lifespan: tells the other replicas (pub/sub) and the
+    # relay of committed changes, and keeps the expiry timers (coordination/).
+    changes: object | None = None
     _background: set[asyncio.Task] = field(default_factory=set)
     _redrop_codes: set[str] = field(default_factory=set)
 
@@ -190,6 +194,8 @@ class LinkService:
                     session=session, url=target, redirect_status=status, query_policy=policy,
                     alias=alias, now=now, created_by_id=owner, **extra,
                 )
+                await events.record(session=session, now=now,
+                                    events=[events.change(events.CREATED, link, tags=extra.get("tags", []))])
         except IntegrityError:
             # The unique constraint on code decides alias races.
             raise AliasTaken(alias) from None
@@ -236,30 +242,39 @@ class LinkService:
              "created_by_id": new.created_by_id, **new.extra}
             for new in batch
         ]
+        links = []
         try:
             async with self.db.transaction() as session:
                 ids_codes = await sql.insert_generated_links(
                     session=session, rows=rows, now=now, encode=self.codec.encode
                 )
+                if warm_cache:
+                    links = [self._built(row_id, code, new, now)
+                             for (row_id, code), new in zip(ids_codes, batch, strict=True)]
+                    await events.record(session=session, now=now, events=[
+                        events.change(events.CREATED, link, tags=link.tags) for link in links])
         except StorageUnavailable:
             metrics.SQL_ERRORS.labels(operation="create").inc()
             raise
         if not warm_cache:
-            # An import builds no Link objects: at ~10 us each they were a
-            # third of the seeding time.
+            # Seeding (the benchmark's million links) builds no Link objects
+            # and writes no events: at ~10 us each they were a third of the
+            # seeding time. Imports go through lifecycle.transfer instead.
             await self._clear_misses([code for _, code in ids_codes])
             return [_Inserted(code) for _, code in ids_codes]
-        links = []
-        for (row_id, code), new in zip(ids_codes, batch, strict=True):
-            columns = {name: value for name, value in new.extra.items() if name != "tags"}
-            link = Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
-                        query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None,
-                        created_by_id=new.created_by_id, updated_by_id=new.created_by_id, visit_count=0,
-                        **{"flags": 0, **columns})
-            link.tags = new.extra.get("tags", [])  # type: ignore[attr-defined]
-            links.append(link)
         await self._cache_new(links)
         return links
+
+    @staticmethod
+    def _built(row_id: int, code: str, new: _NewLink, now: datetime) -> Link:
+        """The Link just inserted, built from what was sent instead of read back."""
+        columns = {name: value for name, value in new.extra.items() if name != "tags"}
+        link = Link(id=row_id, code=code, is_alias=False, url=new.url, redirect_status=new.redirect_status,
+                    query_policy=new.query_policy, created_at=now, updated_at=now, deleted_at=None,
+                    created_by_id=new.created_by_id, updated_by_id=new.created_by_id, visit_count=0,
+                    **{"flags": 0, **columns})
+        link.tags = new.extra.get("tags", [])  # type: ignore[attr-defined]
+        return link
 
     async def purge_gone(self, *, before: datetime) -> list[str]:
         """Delete links expired or used up before `before`; returns their codes."""
@@ -296,6 +311,8 @@ class LinkService:
         if not await self.cache.put_many({link.code: cached_form(link) for link in links}):
             for link in links:
                 await self._remember_stale(link.code)
+        if self.changes is not None:
+            await self.changes.schedule_expiry([link for link in links if link.valid_until is not None])
 
     async def warm_cache(self, limit: int, *, chunk: int = 10_000) -> int:
         """Write the newest `limit` live links to Redis; returns how many were written.
@@ -380,9 +397,14 @@ class LinkService:
             self._apply(link, changes)
             if "tags" in changes:
                 await sql.set_tags(session=session, link_id=link.id, tags=changes["tags"])
-            link.updated_at = self.clock()
+            link.updated_at = now = self.clock()
             link.updated_by_id = grant.principal.id
+            await events.record(session=session, now=now, events=[events.change(
+                events.UPDATED, link, tags=changes.get("tags"),
+                changed=("query" if name == "query_policy" else name for name in changes))])
         await self._invalidate(code)
+        if self.changes is not None and "valid_until" in changes:
+            await self.changes.schedule_expiry([link])
         self._audit("link.updated", code, grant)
         return link
 
@@ -410,8 +432,9 @@ class LinkService:
             link = await sql.find_live_link(session=session, code=code, visible=grant.visibility)
             if link is None:
                 raise LinkNotFound(code)
-            link.deleted_at = self.clock()
+            link.deleted_at = now = self.clock()
             link.updated_by_id = grant.principal.id
+            await events.record(session=session, now=now, events=[events.change(events.DELETED, link)])
         await self._invalidate(code)
         self._audit("link.deleted", code, grant)
 
@@ -420,6 +443,8 @@ class LinkService:
     def _changed(self, code: str) -> None:
         for callback in self.on_change:
             callback(code)
+        if self.changes is not None:
+            self.changes.committed(code)
 
     async def _invalidate(self, code: str) -> None:
         """Drop every cached copy; if Redis cannot be told, remember it in SQL."""

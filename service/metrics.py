@@ -81,6 +81,18 @@ VISITS_FOLD_LAG = Histogram(
     "From the oldest visit of a stream entry to the commit that folded it.",
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
 )
+LINK_EVENTS_PUBLISHED = Counter(
+    "linkgate_link_events_published_total", "Link events the relay published from the outbox."
+)
+WEBHOOK_DELIVERIES = Counter(
+    "linkgate_webhook_deliveries_total", "Webhook delivery tries, by outcome.", ["outcome"]
+)
+EXPIRY_EVENTS = Counter("linkgate_expiry_events_total", "link.gone events the expiry timers recorded.")
+LOCKS_LOST = Counter("linkgate_locks_lost_total", "Coordination locks lost while held (work cancelled).", ["name"])
+RECONCILE_REPAIRED = Counter(
+    "linkgate_reconcile_repaired_total", "What reconcile set right, by kind.", ["kind"]
+)
+RECONCILE_SCANNED = Counter("linkgate_reconcile_scanned_total", "Keys and rows reconcile compared.")
 BUILD_INFO = Gauge(
     "linkgate_build_info", "Always 1; labels carry the running version.", ["version"],
     multiprocess_mode="max",

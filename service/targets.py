@@ -125,7 +125,8 @@ def _ip_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
-def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, private, link-local, reserved, multicast or otherwise not a public address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     # not is_global also covers ranges that are neither "private" nor
@@ -168,7 +169,7 @@ def _checked_netloc(netloc: str, rules: TargetRules) -> str:
     ip = _ip_of(host)
     if ip is not None:
         host = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
-        if not rules.allow_private and _is_internal(ip):
+        if not rules.allow_private and is_internal(ip):
             raise _refuse(f"points at an internal address ({ip}); such targets are not allowed")
     elif not rules.allow_private and (host == "localhost" or host.endswith(".localhost")):
         raise _refuse("points at localhost; such targets are not allowed")

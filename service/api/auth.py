@@ -79,6 +79,7 @@ DeleteLinks = Annotated[Grant, Depends(permission("links", "delete"))]
 ManageKeys = Annotated[Grant, Depends(permission("keys", "manage"))]
 MayBlockLinks = Annotated[Grant | None, Depends(optional_permission("links", "block"))]
 ReadStats = Annotated[Grant, Depends(permission("stats", "read"))]
+ManageWebhooks = Annotated[Grant, Depends(permission("webhooks", "manage"))]
 ReadServiceStats = Annotated[
     Grant, Depends(permission("stats", "read", over=Scope.ANY, what="the whole service's stats"))
 ]

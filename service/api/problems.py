@@ -14,7 +14,7 @@ from starlette.routing import Match
 from ..access.keys import redact
 from ..errors import (
     PROBLEM_TYPE_PREFIX, AliasTaken, Forbidden, InvalidInput, KeyNameTaken, KeyNotFound, LinkNotFound,
-    StorageUnavailable, Unauthenticated,
+    StorageUnavailable, Unauthenticated, WebhookNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(KeyNotFound)
     async def _key_not_found(request: Request, exc: KeyNotFound) -> JSONResponse:
         return problem(404, "key-not-found", "Key not found", f"No API key has the id '{exc.key_id}'.",
+                       instance=request.url.path)
+
+    @app.exception_handler(WebhookNotFound)
+    async def _webhook_not_found(request: Request, exc: WebhookNotFound) -> JSONResponse:
+        return problem(404, "webhook-not-found", "Webhook not found", f"No webhook has the id {exc.webhook_id}.",
                        instance=request.url.path)
 
     @app.exception_handler(KeyNameTaken)

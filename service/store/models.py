@@ -305,3 +305,95 @@ class VisitStream(Base):
     )
     events: Mapped[int] = mapped_column(Count, nullable=False, default=0, comment="Visit events folded so far.")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="Last fold (UTC).")
+
+
+# --- coordination (service/coordination) ---------------------------------------
+
+
+class Fence(Base):
+    __tablename__ = "fences"
+    __table_args__ = {"comment": "The newest fencing token each Redis lock's holders wrote with (lock.py)."}
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True, comment="The lock's name.")
+    token: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, comment="Writes carrying an older token than this are refused."
+    )
+
+
+class LinkEvent(Base):
+    __tablename__ = "link_events"
+    __table_args__ = (
+        Index("ix_link_events_published_at", "published_at"),
+        {
+            "sqlite_autoincrement": True,
+            "comment": (
+                "The outbox of link changes: written in the transaction of each change, published to the "
+                "link-event stream and to webhooks by the relay (coordination/relay.py)."
+            ),
+        },
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True, comment="Event id, in order.")
+    type: Mapped[str] = mapped_column(String(32), nullable=False, comment="link.created, link.updated, ...")
+    link_id: Mapped[int] = mapped_column(RowId, nullable=False, comment="The link's id (no foreign key: purge).")
+    code: Mapped[str] = mapped_column(String(64), nullable=False, comment="The link's code.")
+    owner_id: Mapped[int | None] = mapped_column(
+        RowId, nullable=True, comment="The key that owns the link (its owners' webhooks hear of it)."
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="When it happened (UTC).")
+    data: Mapped[dict] = mapped_column(JSON, nullable=False, comment="The event's link document (schema v1).")
+    published_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="When the relay published it; NULL: not yet."
+    )
+    once_key: Mapped[str | None] = mapped_column(
+        String(128), unique=True, nullable=True,
+        comment="Set on events that must happen once (a link going gone): a second insert is skipped.",
+    )
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+    __table_args__ = {"sqlite_autoincrement": True, "comment": "HTTPS endpoints told of link events."}
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True, comment="Row id.")
+    url: Mapped[str] = mapped_column(String(2048), nullable=False, comment="The https endpoint.")
+    events: Mapped[list] = mapped_column(JSON, nullable=False, comment="The event types it is sent.")
+    secret: Mapped[str] = mapped_column(
+        String(80), nullable=False, comment="HMAC-SHA256 signing secret; answered once, at creation."
+    )
+    owner_id: Mapped[int | None] = mapped_column(
+        RowId, ForeignKey("api_keys.id"), nullable=True,
+        comment="The key that registered it: it hears of that key's links (every link: an admin's).",
+    )
+    all_links: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, comment="True when registered by a key that reaches every link."
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="When it was made (UTC).")
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_state", "state", "next_attempt_at"),
+        {
+            "sqlite_autoincrement": True,
+            "comment": "One event to one webhook: tried with backoff until delivered or failed.",
+        },
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True, comment="Delivery id.")
+    webhook_id: Mapped[int] = mapped_column(
+        RowId, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False, comment="The webhook."
+    )
+    event_id: Mapped[int] = mapped_column(RowId, nullable=False, comment="The link event delivered.")
+    state: Mapped[str] = mapped_column(String(16), nullable=False, comment="pending, delivered or failed.")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, comment="Tries so far.")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="When to try again (pending only)."
+    )
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True, comment="HTTP status of the last try.")
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True, comment="Why the last try failed.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="When it was queued (UTC).")
+    delivered_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="When the endpoint answered 2xx."
+    )

@@ -1,0 +1,90 @@
+"""The work one replica at a time does, under the ``coordinator`` lock: relay, webhooks, expiry timers.
+
+Every replica runs this loop; one holds the lock and works, the others try
+again every lock TTL / 3 and take over within a TTL of the holder's death.
+Each SQL write of the holder carries the lock's fence (lock.check_fence),
+so a holder that paused past its TTL cannot write over its successor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .. import metrics
+from ..errors import StorageUnavailable
+from .expiry import ExpiryTimers
+from .lock import FencedLock, LockHeld, LockLost, check_fence, newest_fence
+from .relay import OutboxRelay
+from .webhooks import Deliverer
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "coordinator"
+
+
+class Coordinator:
+    def __init__(self, *, db, lock: FencedLock, relay: OutboxRelay, timers: ExpiryTimers, deliverer: Deliverer,
+                 relay_interval: float, expiry_interval: float, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.lock = lock
+        self.relay = relay
+        self.timers = timers
+        self.deliverer = deliverer
+        self.relay_interval = relay_interval
+        self.expiry_interval = expiry_interval
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self.holding = False  # tests and /health read it
+
+    def wake(self) -> None:
+        """A change committed on this replica: relay it now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                async with self.db.read_connection() as connection:
+                    floor = await newest_fence(connection=connection, name=LOCK_NAME)
+                async with self.lock.hold(floor=floor) as held:
+                    self.holding = True
+                    log.info("coordinator lock taken (fence %d): relaying events on this replica", held.fence)
+                    await self._work(held.fence)
+            except LockHeld:
+                pass
+            except LockLost as exc:
+                metrics.LOCKS_LOST.labels(name=LOCK_NAME).inc()
+                log.error("%s", exc)
+            except (RedisError, OSError, asyncio.TimeoutError, StorageUnavailable) as exc:
+                log.warning("coordinator paused: %s", exc)
+            finally:
+                self.holding = False
+            await asyncio.sleep(self.lock.ttl_seconds / 3)
+
+    async def _work(self, fence: int) -> None:
+        async def fenced(session: AsyncSession) -> None:
+            await check_fence(session=session, name=LOCK_NAME, fence=fence)
+
+        loop = asyncio.get_running_loop()
+        next_expiry = 0.0
+        while True:
+            self._wake.clear()
+            while await self.relay.relay_once(fenced=fenced):
+                pass
+            await self.deliverer.deliver_due(fenced=fenced)
+            if loop.time() >= next_expiry:
+                while await self.timers.pop_due(fenced=fenced) >= self.timers.batch:
+                    pass
+                next_expiry = loop.time() + self.expiry_interval
+            if self._wake.is_set():
+                continue
+            try:
+                async with asyncio.timeout(min(self.relay_interval, max(0.0, next_expiry - loop.time()))):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
