@@ -310,6 +310,28 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(_args: argparse.Namespace) -> int:
+    from .coordination.lock import FencedLock
+    from .coordination.reconcile import LOCK_NAME, Reconciler, report_line
+
+    async def run(app):
+        state = app.state
+        settings = state.settings
+        reconciler = Reconciler(db=state.db, redis=state.cache.redis, service=state.links,
+                                prefix=settings.redis_key_prefix, batch=settings.reconcile_batch,
+                                ttl_seconds=settings.cache_ttl_seconds, clock=state.links.clock)
+        lock = FencedLock(state.cache.redis, LOCK_NAME, prefix=settings.redis_key_prefix,
+                          ttl_seconds=settings.lock_ttl_seconds)
+        return await reconciler.run(lock)
+
+    report = _with_links(run)
+    if report is None:
+        print("linkgate: another replica holds the reconcile lock; nothing to do", file=sys.stderr)
+        return 0
+    print(report_line(report))
+    return 0
+
+
 def settings_table() -> str:
     """The README's settings table, straight from the Settings class."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
@@ -370,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     purge = commands.add_parser("purge", help="delete links expired or used up before a date (codes stay reserved)")
     purge.add_argument("--gone-before", required=True, metavar="DATE", help="YYYY-MM-DD or an RFC 3339 time")
     purge.set_defaults(run=cmd_purge)
+    commands.add_parser(
+        "reconcile", help="repair Redis from SQL under a lock (one replica at a time); prints a JSON report"
+    ).set_defaults(run=cmd_reconcile)
     table = commands.add_parser("settings", help="print every setting, its default and meaning (Markdown)")
     table.set_defaults(run=cmd_settings)
     args = parser.parse_args(argv)

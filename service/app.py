@@ -373,6 +373,8 @@ def create_app(
             metrics.TALLY.sources.remove(drops)
             await redirector.aclose()
             await service.aclose()
+            with contextlib.suppress(Exception):  # Redis away: the others' copies live out their TTL
+                await changes.flush()
             await webhook_client.aclose()
             if redis_client is None:
                 await redis_client_.aclose()

@@ -28,6 +28,10 @@ _ALWAYS = problems.responses(
     _503="SQL unreachable; nothing was changed.",
 )
 _NO_HOOK = problems.responses(_404="No such webhook (or not this key's).")
+_BODY = problems.responses(
+    _400="The body cannot be read at all, e.g. it is not UTF-8.",
+    _413="The body is larger than 64 KiB.",
+)
 WebhookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The webhook's id.")]
 EventType = Literal["link.created", "link.updated", "link.deleted", "link.gone"]
 
@@ -88,7 +92,8 @@ async def _find(session, webhook_id: int, grant) -> Webhook:
     return hook
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=_ALWAYS)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated,
+             responses={**_BODY, **_ALWAYS})
 async def create_webhook(body: WebhookCreate, request: Request, response: Response,
                          grant: ManageWebhooks) -> WebhookCreated:
     """Register an endpoint; the answer carries its signing secret, the only time it is shown."""

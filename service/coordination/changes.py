@@ -79,13 +79,16 @@ class LinkChanges:
             return False
         return True
 
+    async def flush(self) -> bool:
+        """Publish the codes waiting now (the publisher task does it as they come; shutdown calls this)."""
+        codes, self._codes = sorted(self._codes), set()
+        return await self.publish(codes) if codes else True
+
     async def publish_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            codes, self._codes = sorted(self._codes), set()
-            if codes:
-                await self.publish(codes)
+            await self.flush()
 
     # --- hearing ----------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class Coordinator:
         self.expiry_interval = expiry_interval
         self.clock = clock
         self._wake = asyncio.Event()
+        self._delivery_due = asyncio.Event()
         self.holding = False  # tests and /health read it
 
     def wake(self) -> None:
@@ -67,24 +68,36 @@ class Coordinator:
             await asyncio.sleep(self.lock.ttl_seconds / 3)
 
     async def _work(self, fence: int) -> None:
+        """Relay, deliveries and expiry timers side by side (a burst of events never holds up the timers)."""
+
         async def fenced(session: AsyncSession) -> None:
             await check_fence(session=session, name=LOCK_NAME, fence=fence)
 
-        loop = asyncio.get_running_loop()
-        next_expiry = 0.0
+        await asyncio.gather(self._relay(fenced), self._deliver(fenced), self._expire(fenced))
+
+    async def _relay(self, fenced) -> None:
         while True:
             self._wake.clear()
             while await self.relay.relay_once(fenced=fenced):
-                pass
-            await self.deliverer.deliver_due(fenced=fenced)
-            if loop.time() >= next_expiry:
-                while await self.timers.pop_due(fenced=fenced) >= self.timers.batch:
-                    pass
-                next_expiry = loop.time() + self.expiry_interval
-            if self._wake.is_set():
-                continue
+                self._delivery_due.set()
             try:
-                async with asyncio.timeout(min(self.relay_interval, max(0.0, next_expiry - loop.time()))):
+                async with asyncio.timeout(self.relay_interval):
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    async def _deliver(self, fenced) -> None:
+        while True:
+            await self.deliverer.deliver_due(fenced=fenced)
+            self._delivery_due.clear()
+            try:  # retries come due by the clock: look at least every second
+                async with asyncio.timeout(1.0):
+                    await self._delivery_due.wait()
+            except TimeoutError:
+                pass
+
+    async def _expire(self, fenced) -> None:
+        while True:
+            while await self.timers.pop_due(fenced=fenced) >= self.timers.batch:
+                pass
+            await asyncio.sleep(self.expiry_interval)
