@@ -100,14 +100,15 @@ async def record(*, session: AsyncSession, events: Iterable[Event], now: datetim
     plain, once = [], []
     for event in events:
         (once if event.once_key else plain).append(event.row(now))
+    table = LinkEvent.__table__  # Core inserts: the ORM's bulk path cost more than the statement
     if plain:
-        await session.execute(insert(LinkEvent), plain)
+        await session.execute(insert(table), plain)
     added = len(plain)
     if once:
         dialect = session.bind.dialect.name
         maker = pg_insert if dialect == "postgresql" else sqlite_insert
         result = await session.execute(
-            maker(LinkEvent).on_conflict_do_nothing(index_elements=["once_key"]).returning(LinkEvent.id), once
+            maker(table).on_conflict_do_nothing(index_elements=["once_key"]).returning(table.c.id), once
         )
         added += len(result.scalars().all())
     return added
