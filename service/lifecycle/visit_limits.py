@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from .. import metrics
 from ..batching import Coalescer
+from ..coordination import events
 from ..errors import StorageUnavailable
 from ..store import sql
 from .bots import is_bot, user_agent_of
@@ -150,7 +151,11 @@ class VisitLimits:
         await self.flush()
         try:
             async with self._db.transaction() as session:
-                return await sql.count_visit(session=session, code=code, counts=bool(counts), now=self._clock())
+                now = self._clock()
+                admitted = await sql.count_visit(session=session, code=code, counts=bool(counts), now=now)
+                if admitted and counts:
+                    await _tell_exhausted(session, [code], now)
+                return admitted
         except StorageUnavailable:
             # Neither store answers: a limit that cannot be checked is not passed.
             return False
@@ -162,7 +167,9 @@ class VisitLimits:
             return 0
         try:
             async with self._db.transaction() as session:
-                await sql.add_visits(session=session, counts=pending, now=self._clock())
+                now = self._clock()
+                await sql.add_visits(session=session, counts=pending, now=now)
+                await _tell_exhausted(session, list(pending), now)
         except StorageUnavailable:
             for code, count in pending.items():
                 self._pending[code] = self._pending.get(code, 0) + count
@@ -188,3 +195,13 @@ class VisitLimits:
                 await self._redis.delete(self.key(code))
         except _REDIS_DOWN:
             pass
+
+
+async def _tell_exhausted(session, codes: list[str], now) -> None:
+    """link.gone (exhausted) for each of `codes` whose count reached its limit in this transaction."""
+    links = await sql.exhausted_links(session=session, codes=codes)
+    if links:
+        await events.record(session=session, now=now, events=[
+            events.change(events.GONE, link, reason="exhausted",
+                          once_key=events.gone_once_key(link.id, "exhausted", link.max_visits))
+            for link in links])

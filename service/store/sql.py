@@ -515,6 +515,16 @@ async def add_visits(*, session: AsyncSession, counts: dict[str, int], now: date
         )
 
 
+async def exhausted_links(*, session: AsyncSession, codes: list[str]) -> list:
+    """Those of `codes` whose visits reached their max_visits (Core rows with the link's columns)."""
+    if not codes:
+        return []
+    return (await session.execute(select(*Link.__table__.columns).where(
+        Link.code.in_(codes), Link.max_visits.is_not(None), Link.visit_count >= Link.max_visits,
+        Link.deleted_at.is_(None),
+    ))).all()
+
+
 async def count_visit(*, session: AsyncSession, code: str, counts: bool, now: datetime) -> bool:
     """Admit one visit in SQL alone (Redis away): True unless the link is used up. Exact: the
     conditional UPDATE is atomic."""

@@ -62,6 +62,19 @@ async def test_each_change_writes_its_event_in_the_same_transaction(client):
     assert rows[2].data["link"]["deleted"] is True
 
 
+async def test_a_link_whose_visits_run_out_says_gone_once(client):
+    code = await new_link(client, max_visits=2)
+    person = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                            "Chrome/131.0.0.0 Safari/537.36"}  # bots do not use up a limit
+    assert [(await client.get(f"/{code}", headers=person)).status_code for _ in range(4)] == [302, 302, 410, 410]
+    limits = client.app.state.visit_limits
+    await limits.flush()
+    await client.get(f"/{code}", headers=person)
+    await limits.flush()
+    gone = [(e.code, e.data["reason"]) for e in await outbox(client) if e.type == "link.gone"]
+    assert gone == [(code, "exhausted")]
+
+
 async def test_a_change_that_fails_writes_no_event(client):
     await new_link(client, alias="taken")
     before = len(await outbox(client))
@@ -192,6 +205,12 @@ async def test_a_webhook_gets_each_event_signed_and_a_receiver_can_verify_it(hoo
         await hooks_client.patch(f"/api/v1/links/{code}", json={"title": "not subscribed"})
         await hooks_client.delete(f"/api/v1/links/{code}")
         await until(lambda: _count(receiver, 2), seconds=10)
+
+        async def delivered():
+            rows = await deliveries(hooks_client)
+            return len(rows) == 2 and all(row.state == "delivered" for row in rows)
+
+        await until(delivered, seconds=10)
     types = [json.loads(body)["type"] for _, body in receiver.requests]
     assert types == ["link.created", "link.deleted"]
     for headers, body in receiver.requests:
