@@ -48,6 +48,7 @@ from . import gateway_answer
 from .marker import strip_marker
 from .password_hash import verify_password
 from .render import NO_STORE, Answer, Pages
+from .routes import CODE
 from .standing import State, look_up
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def form_password(body: bytes) -> str:
     return (fields.get("password") or [""])[0]
 
 
-@router.post("/{code}")
+@router.post("/" + CODE)
 async def unlock(code: str, request: Request) -> Response:
     """A password link's form: the right password leads on to the target, a wrong one gets 401."""
     gateway = request.app.redirect_gateway

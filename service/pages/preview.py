@@ -17,6 +17,7 @@ from ..errors import StorageUnavailable
 from ..store import sql
 from . import gateway_answer
 from .render import NO_STORE
+from .routes import CODE
 from .standing import State, look_up
 
 router = APIRouter(include_in_schema=False)
@@ -24,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 NOINDEX = (b"x-robots-tag", b"noindex")
 
 
-@router.get("/{code}+")
+@router.get("/" + CODE + "+")
 async def preview(code: str, request: Request) -> Response:
     """The preview page of a link."""
     gateway = request.app.redirect_gateway

@@ -5,9 +5,10 @@ The code encodes ``<short URL>?qr=1`` (marker.py), so a scan is counted as
 not valid):
 
 - ``format``: ``svg`` or ``png``;
-- ``size``: the image's width and height in pixels, clamped to 64-2048. A
-  QR code is whole modules: the image is the largest whole number of pixels
-  per module that fits the size (at least one);
+- ``size``: the image's width and height in pixels, clamped to 64-2048
+  (default 256). An SVG is exactly that size; a PNG is whole pixels per
+  module, so it is the largest such image that fits (at least one pixel per
+  module);
 - ``margin``: the quiet zone, 0-16 modules (default 4, what readers expect);
 - ``ecc``: error correction ``L``, ``M`` (default), ``Q`` or ``H``;
 - ``fg``, ``bg``: hex colours (``1a2b3c``, ``#1a2b3c`` or ``#abc``).
@@ -34,6 +35,7 @@ from ..api import problems
 from ..errors import StorageUnavailable
 from . import gateway_answer
 from .marker import marked
+from .routes import CODE
 from .standing import State, look_up
 
 router = APIRouter(tags=["visitor pages"])
@@ -58,13 +60,16 @@ def render_qr(content: str, kind: str, size: int, margin: int, ecc: str, dark: s
     # boost_error=False: the level asked for, not a higher one that happens to fit the same version.
     code = segno.make(content, error=ecc, micro=False, boost_error=False)
     modules = code.symbol_size(scale=1, border=margin)[0]
-    scale = max(1, size // modules)
     out = io.BytesIO()
     if kind == "svg":
-        code.save(out, kind="svg", scale=scale, border=margin, dark=dark, light=light, xmldecl=False,
+        # Vector: drawn one unit per module, and shown exactly `size` wide through its viewBox.
+        code.save(out, kind="svg", scale=1, border=margin, dark=dark, light=light, xmldecl=False,
                   svgclass=None, lineclass=None)
+        drawn = f'width="{modules}" height="{modules}"'.encode()
+        shown = f'width="{size}" height="{size}" viewBox="0 0 {modules} {modules}"'.encode()
+        return out.getvalue().replace(drawn, shown, 1)
     else:
-        code.save(out, kind="png", scale=scale, border=margin, dark=dark, light=light)
+        code.save(out, kind="png", scale=max(1, size // modules), border=margin, dark=dark, light=light)
     return out.getvalue()
 
 
@@ -73,7 +78,7 @@ def etag_of(*parts: object) -> str:
 
 
 @router.get(
-    "/{code}/qr",
+    "/" + CODE + "/qr",
     response_class=Response,
     responses={
         200: {"content": {"image/svg+xml": {}, "image/png": {}}, "description": "The QR code."},
