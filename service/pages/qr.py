@@ -16,7 +16,8 @@ not valid):
 An image depends only on the short URL and the parameters, so it carries a
 strong ``ETag`` (``If-None-Match`` gets a 304) and may be cached for a day.
 A code that does not exist or is not public yet answers the redirect's 404,
-a link that is gone its 410 (or its fallback's 302), never an image.
+a link that is gone its 410, never an image: as problem JSON, or the
+redirect's page for a client that asks for HTML.
 """
 
 from __future__ import annotations
@@ -107,9 +108,9 @@ async def qr_code(
                                 "The link store cannot be reached; try again shortly.",
                                 instance=request.url.path, headers={"Retry-After": retry_after})
     if found.state is State.UNKNOWN:
-        return gateway_answer.unknown(gateway, code)
+        return gateway_answer.unknown(gateway, code, problem_unless_html=True)
     if found.state is State.GONE:
-        return gateway_answer.gone(gateway, code, found.fallback)
+        return gateway_answer.gone(gateway, code, None, problem_unless_html=True)
     content = marked(f"{request.app.state.settings.public_base_url.rstrip('/')}/{code}")
     arguments = (content, format, min(max(size, MIN_SIZE), MAX_SIZE), margin, ecc, colour(fg), colour(bg))
     etag = etag_of(*arguments)

@@ -105,15 +105,16 @@ async def test_an_etag_and_cache_headers_and_304_on_if_none_match(client):
 
 
 async def test_an_unknown_code_answers_404_and_a_gone_link_410_not_an_image(client):
-    assert (await client.get("/nosuchcode/qr")).status_code == 404
-    disabled = await _code(client, disabled=True)
-    gone = await client.get(f"/{disabled}/qr")
-    assert gone.status_code == 410 and gone.headers["content-type"].startswith("text/html")
+    missing = await client.get("/nosuchcode/qr")
+    assert missing.status_code == 404 and missing.json()["type"] == "urn:linkgate:problem:link-not-found"
+    disabled = await _code(client, disabled=True, fallback_url="https://example.com/else")
+    gone = await client.get(f"/{disabled}/qr", headers={"accept": "image/png,image/*"})
+    assert gone.status_code == 410 and gone.json()["type"] == "urn:linkgate:problem:link-gone"
     later = datetime.now(UTC) + timedelta(days=1)
     scheduled = await _code(client, valid_since=later.isoformat())
     assert (await client.get(f"/{scheduled}/qr")).status_code == 404
-    json_gone = await client.get(f"/{disabled}/qr", headers={"accept": "application/json"})
-    assert json_gone.json()["type"] == "urn:linkgate:problem:link-gone"
+    page = await client.get(f"/{disabled}/qr", headers={"accept": "text/html"})
+    assert page.status_code == 410 and "<h1>This link is gone</h1>" in page.text
 
 
 async def test_a_qr_code_is_not_a_visit(client):
