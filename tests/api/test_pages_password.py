@@ -184,3 +184,26 @@ async def test_max_visits_admits_only_after_the_unlock(client):
     person = {"user-agent": BROWSER["user-agent"]}  # a bot's visit would not count toward the limit
     assert (await client.post(f"/{code}", data={"password": "open sesame"}, headers=person)).status_code == 303
     assert (await client.post(f"/{code}", data={"password": "open sesame"}, headers=person)).status_code == 410
+
+
+async def test_an_export_keeps_a_link_private_when_imported_again(client, tmp_path):
+    import io
+
+    from service.lifecycle import transfer
+
+    code = await _protected(client, alias="private-one")
+    out = io.StringIO()
+    await transfer.export_links(client.app.state.links, out, "jsonl")
+    exported = [line for line in out.getvalue().splitlines() if "private-one" in line]
+    assert len(exported) == 1 and "$argon2id$" in exported[0] and "open sesame" not in exported[0]
+    moved = exported[0].replace("private-one", "private-two")
+    report = await transfer.import_links(client.app.state.links, transfer.read_rows(io.StringIO(moved + "\n"), "jsonl"),
+                                         owner_id=None)
+    assert report.created == 1, report.refused
+    assert (await client.get("/private-two", headers=BROWSER)).status_code == 200  # the form
+    right = await client.get("/private-two", headers={"x-link-password": "open sesame"})
+    assert right.status_code == 302 and right.headers["location"] == TARGET
+    forged = '{"url": "https://example.com/", "alias": "forged", "password_hash": "plain text"}\n'
+    refused = await transfer.import_links(client.app.state.links, transfer.read_rows(io.StringIO(forged), "jsonl"),
+                                          owner_id=None)
+    assert refused.created == 0 and "password_hash" in refused.refused[0][1]
