@@ -50,7 +50,7 @@ from .lifecycle.gone import GONE_HTML, gone_location
 from .lifecycle.state import Lifecycle, LinkStatus
 from .lifecycle.visit_limits import VisitLimits
 from .pages.marker import strip_marker
-from .pages.render import SECURITY_HEADERS
+from .pages.render import SECURITY_HEADERS, accepts_json
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache, cached_link
 from .visits.recorder import LINK_ID, VisitRecorder
 
@@ -135,13 +135,6 @@ def request_id_of(scope) -> bytes:
         if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             return value
     return new_request_id().encode()
-
-
-def _accepts_json(scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"accept":
-            return b"json" in value and b"text/html" not in value
-    return False
 
 
 # --- lookups -----------------------------------------------------------------
@@ -370,12 +363,14 @@ class RedirectGateway:
                 answer = await self.password_gate.check_header(code, scope)
                 if answer is not None:
                     return await answer.send(send, scope, request_id)
+                # Opened by its header: no browser or proxy may keep this redirect for the next visitor.
+                cache_control = _NO_STORE
             if standing is None and lifecycle.max_visits is not None:
                 if not await self.visit_limits.admit(code, lifecycle.max_visits, scope):
                     standing = LinkStatus.EXHAUSTED
             if standing is not None:
                 return await self._gone(send, scope, request_id, code, lifecycle.fallback)
-            if lifecycle.until is not None and destination.status in PERMANENT:
+            if lifecycle.until is not None and destination.status in PERMANENT and not lifecycle.protected:
                 # A browser keeps a permanent redirect: never past the moment the link expires.
                 left = max(0, int(lifecycle.until - now))
                 cache_control = f"public, max-age={min(left, self.permanent_max_age)}".encode()
@@ -436,7 +431,7 @@ class RedirectGateway:
             ]})
             await send({"type": "http.response.body", "body": b""})
             return 302
-        if _accepts_json(scope):
+        if accepts_json(scope):
             await self._problem(send, scope, request_id, 410, "link-gone", "Link gone",
                                 f"The link '{code}' has expired, run out or been switched off.")
             return 410
@@ -457,7 +452,7 @@ class RedirectGateway:
         self._latency[method].observe(elapsed)
 
     async def _not_found(self, send, scope, request_id: bytes, code: str, extra_headers: list) -> None:
-        if _accepts_json(scope):
+        if accepts_json(scope):
             await self._problem(send, scope, request_id, 404, "link-not-found", "Link not found",
                                 f"No link has the code '{code}'.", extra_headers=extra_headers)
             return

@@ -47,7 +47,7 @@ from ..visits.recorder import LINK_ID
 from . import gateway_answer
 from .marker import strip_marker
 from .password_hash import verify_password
-from .render import NO_STORE, Answer, Pages
+from .render import NO_STORE, Answer, Pages, accepts_json
 from .routes import CODE
 from .standing import State, look_up
 
@@ -70,13 +70,6 @@ class Outcome(Enum):
 class Attempt:
     outcome: Outcome
     headers: tuple[tuple[bytes, bytes], ...] = ()  # RateLimit headers, and Retry-After when limited
-
-
-def accepts_json(scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"accept":
-            return b"json" in value and b"text/html" not in value
-    return False
 
 
 def is_browser_navigation(scope) -> bool:

@@ -35,6 +35,14 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 NO_STORE = (b"cache-control", b"no-store")
 
 
+def accepts_json(scope) -> bool:
+    """Whether the client asked for JSON rather than a page (then it gets problem JSON)."""
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            return b"json" in value and b"text/html" not in value
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A whole response of a page (or a redirect) that either the gateway or a route can send."""

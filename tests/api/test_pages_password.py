@@ -107,6 +107,10 @@ async def test_the_header_opens_the_link_for_an_api_client(client):
     code = await _protected(client)
     right = await client.get(f"/{code}", headers={"x-link-password": "open sesame"})
     assert right.status_code == 302 and right.headers["location"] == TARGET
+    permanent = await _protected(client, redirect_status=301)
+    opened = await client.get(f"/{permanent}", headers={"x-link-password": "open sesame"})
+    # A permanent redirect is kept by browsers and proxies: never one that a password opened.
+    assert opened.status_code == 301 and opened.headers["cache-control"] == "private, no-store"
     wrong = await client.get(f"/{code}", headers={"x-link-password": "guess", "accept": "application/json"})
     assert wrong.status_code == 401
     assert wrong.json()["type"] == "urn:linkgate:problem:password-wrong"
