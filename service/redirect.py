@@ -49,7 +49,7 @@ from .store import sql
 from .lifecycle.gone import GONE_HTML, gone_location
 from .lifecycle.state import Lifecycle, LinkStatus
 from .lifecycle.visit_limits import VisitLimits
-from .pages.marker import strip_marker
+from .pages.marker import MARKER as QR_MARKER, strip_marker
 from .pages.render import SECURITY_HEADERS, accepts_json
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache, cached_link
 from .visits.recorder import LINK_ID, VisitRecorder
@@ -375,7 +375,7 @@ class RedirectGateway:
                 left = max(0, int(lifecycle.until - now))
                 cache_control = f"public, max-age={min(left, self.permanent_max_age)}".encode()
         raw_query = scope["query_string"]
-        if raw_query:
+        if raw_query and raw_query.startswith(QR_MARKER):  # one comparison for a query without it
             raw_query = strip_marker(raw_query, scope)
         location, dropped = destination.location(raw_query)
         if dropped:
