@@ -32,6 +32,10 @@ from .access_log import AccessLog
 from .links import LinkService
 from .log_writer import SHUTDOWN_FLUSH_SECONDS, stdout_writer
 from .observability import HEAD_AS_GET, RequestContext, configure_logging
+from .pages import password as password_pages, preview as preview_pages, qr as qr_pages
+from .pages.assets import asset_router
+from .pages.password import PasswordGate
+from .pages.render import Pages
 from .query_filter import FilterLimits
 from .redirect import RedirectGateway, Redirector
 from .store import sql
@@ -339,6 +343,9 @@ def create_app(
         gateway.gone_redirect_url = settings.gone_redirect_url
         gateway.permanent_max_age = settings.permanent_redirect_max_age
         app.state.visit_limits = visit_limits
+        gateway.password_gate = app.state.password_gate = PasswordGate.from_settings(
+            settings, db=db, limiter=app.state.api_limiter, addresses=client_addresses, pages=pages,
+        )
         gateway.redirector = redirector
         # (Tests that start many apps in one process pass tune_gc=False.)
         if tune_gc:
@@ -384,6 +391,8 @@ def create_app(
             await asyncio.to_thread(writer.close, SHUTDOWN_FLUSH_SECONDS)
 
     client_addresses = ClientAddresses(settings.trusted_proxies)
+    # Rendered now: a broken LINKGATE_TEMPLATES_DIR stops the start, not a visitor's page.
+    pages = Pages.from_settings(settings)
     app = LinkgateApp(
         access_log=AccessLog() if settings.access_lines else None,
         client_addresses=client_addresses,
@@ -406,6 +415,13 @@ def create_app(
     app.include_router(stats_api.router)
     app.include_router(webhooks_api.router)
     app.include_router(health.router)
+    # The visitor pages (service.pages); the gateway answers GET /{code} before any of these.
+    app.state.pages = pages
+    app.redirect_gateway.not_found_html, app.redirect_gateway.gone_html = pages.not_found_html, pages.gone_html
+    app.include_router(qr_pages.router)
+    app.include_router(preview_pages.router)
+    app.include_router(password_pages.router)
+    app.include_router(asset_router())
     # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
     app.add_middleware(AccessGate)
     app.add_middleware(RequestContext, access_log=app.access_log)

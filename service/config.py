@@ -189,6 +189,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    password_attempts_per_link: str = Field(
+        "30/minute",
+        description=(
+            "Password attempts on one password-protected link, from anyone (the form or the X-Link-Password "
+            "header): bounds a guesser spread over many addresses."
+        ),
+    )
+    password_attempts_per_address: str = Field(
+        "10/minute",
+        description="Password attempts from one address, on any link: a person mistypes a few, a guesser many.",
+    )
+
+    # --- pages for visitors (service/pages) -------------------------------
+    templates_dir: str | None = Field(
+        None,
+        description=(
+            "A directory of templates that replace the shipped ones by file name (base.html, not_found.html, "
+            "gone.html, password.html, preview.html, unlocked.html, error.html); the rest stay as shipped."
+        ),
+    )
+
     # --- query filter (the gateway policy) --------------------------------
     query_default_mode: Literal["forward", "drop"] = Field(
         "forward", description="Mode of links that carry no query policy of their own."
@@ -373,7 +394,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{info.field_name}: {item!r} is not an address or CIDR") from None
         return value
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_address", "unknown_code_limit_per_address")
+    @field_validator("rate_limit_per_key", "rate_limit_per_address", "unknown_code_limit_per_address",
+                     "password_attempts_per_link", "password_attempts_per_address")
     @classmethod
     def _rate_is_parseable(cls, value: str) -> str:
         from .access.rates import parse_rate  # config stays importable on its own

@@ -17,6 +17,7 @@ from .batching import Coalescer
 from .codes import CodeCodec
 from .config import Settings
 from .errors import AliasTaken, Forbidden, InvalidInput, LinkNotFound, StorageUnavailable
+from .pages.password_hash import hash_password
 from .lifecycle.state import LinkFlags, check_permanent, check_window, normal_tags, with_flag
 from .access.grant import Grant
 from .coordination import events
@@ -169,16 +170,19 @@ class LinkService:
         alias: str | None = None,
         redirect_status: int | None = None,
         query: QueryPolicy | None = None,
+        password: str | None = None,
         **lifecycle,
     ) -> Link:
         """Create a link owned by the grant's key; `lifecycle`: title, tags, valid_since,
-        valid_until, max_visits, disabled, fallback_url."""
+        valid_until, max_visits, disabled, fallback_url. `password`: stored only as its hash."""
         target = normalise_target(url, self.target_rules)
         if alias is not None:
             self.codec.check_alias(alias)
         policy = self._policy_dict(query)
         status = self._status(redirect_status)
         extra = self._new_lifecycle(status=status, **lifecycle)
+        if password is not None:
+            extra["password_hash"] = await hash_password(password)
         owner = grant.principal.id
         if alias is None:
             # Creates that arrive together share one transaction (group commit).
@@ -376,7 +380,7 @@ class LinkService:
 
     async def update(self, code: str, *, grant: Grant, may_block: bool = False, **changes) -> Link:
         """Change what `changes` names (url, redirect_status, query, title, tags, valid_since,
-        valid_until, max_visits, disabled, blocked, fallback_url); `blocked` needs `may_block`."""
+        valid_until, max_visits, disabled, blocked, fallback_url, password); `blocked` needs `may_block`."""
         if "blocked" in changes and not may_block:
             raise Forbidden(grant.principal.role, "links", "block")
         if changes.get("url") is not None:
@@ -390,6 +394,9 @@ class LinkService:
                 changes[name] = in_utc(changes[name], name)
         if "tags" in changes:
             changes["tags"] = normal_tags(changes["tags"] or [])
+        if "password" in changes:
+            password = changes.pop("password")
+            changes["password_hash"] = None if password is None else await hash_password(password)
         async with self.db.transaction() as session:
             link = await sql.find_live_link(session=session, code=code, visible=grant.visibility)
             if link is None:
@@ -411,7 +418,7 @@ class LinkService:
     def _apply(self, link: Link, changes: dict) -> None:
         """Set the changed fields on the row, refusing a state that cannot hold (422 naming the field)."""
         for name in ("url", "redirect_status", "query_policy", "title", "valid_since", "valid_until",
-                     "max_visits", "fallback_url"):
+                     "max_visits", "fallback_url", "password_hash"):
             if name in changes:
                 setattr(link, name, changes[name])
         if "disabled" in changes:

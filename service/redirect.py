@@ -15,6 +15,11 @@ dependency injection, middleware or response models. Lookups go:
 Anything that is not a single path segment shaped like a code, or is one of
 the service's own reserved words, goes on to FastAPI untouched.
 
+A link with a password (its cached entry says so, no SQL read) gets the
+password form instead, or, with the right ``X-Link-Password`` header, its
+redirect (service.pages.password); a QR code's ``qr=1`` marker is stripped
+from the query here (service.pages.marker).
+
 Every answered visit (a redirect, a 404) is handed to the visit recorder
 (service.visits.recorder) as it stands: a tuple appended to a list, no I/O
 and no parsing here; the recorder's flusher does the rest off the path.
@@ -44,6 +49,8 @@ from .store import sql
 from .lifecycle.gone import GONE_HTML, gone_location
 from .lifecycle.state import Lifecycle, LinkStatus
 from .lifecycle.visit_limits import VisitLimits
+from .pages.marker import MARKER as QR_MARKER, strip_marker
+from .pages.render import SECURITY_HEADERS, accepts_json
 from .store.cache import MISSING, CacheUnavailable, CachedLink, LinkCache, cached_link
 from .visits.recorder import LINK_ID, VisitRecorder
 
@@ -128,13 +135,6 @@ def request_id_of(scope) -> bytes:
         if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             return value
     return new_request_id().encode()
-
-
-def _accepts_json(scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"accept":
-            return b"json" in value and b"text/html" not in value
-    return False
 
 
 # --- lookups -----------------------------------------------------------------
@@ -298,6 +298,10 @@ class RedirectGateway:
         self.permanent_max_age = 3600
         # Visit events (LINKGATE_TRACKING); None: none are made.
         self.recorder: VisitRecorder | None = None
+        # The visitor pages (service.pages): the 404/410 bodies, and what password links get.
+        self.not_found_html = _NOT_FOUND_HTML
+        self.gone_html = GONE_HTML
+        self.password_gate = None
         self._addresses = client_addresses or ClientAddresses(())
         self._access_log = access_log
         self._redirects = {s: metrics.REDIRECTS.labels(status=str(s)) for s in (301, 302, 307, 308)}
@@ -354,16 +358,26 @@ class RedirectGateway:
             standing = lifecycle.standing(now)
             if standing is LinkStatus.SCHEDULED:
                 return await self._unknown(send, scope, request_id, code)  # not public yet
+            if standing is None and lifecycle.protected:
+                # The form, or a refusal: never the target, never counted (a 200 or 4xx is no visit).
+                answer = await self.password_gate.check_header(code, scope)
+                if answer is not None:
+                    return await answer.send(send, scope, request_id)
+                # Opened by its header: no browser or proxy may keep this redirect for the next visitor.
+                cache_control = _NO_STORE
             if standing is None and lifecycle.max_visits is not None:
                 if not await self.visit_limits.admit(code, lifecycle.max_visits, scope):
                     standing = LinkStatus.EXHAUSTED
             if standing is not None:
                 return await self._gone(send, scope, request_id, code, lifecycle.fallback)
-            if lifecycle.until is not None and destination.status in PERMANENT:
+            if lifecycle.until is not None and destination.status in PERMANENT and not lifecycle.protected:
                 # A browser keeps a permanent redirect: never past the moment the link expires.
                 left = max(0, int(lifecycle.until - now))
                 cache_control = f"public, max-age={min(left, self.permanent_max_age)}".encode()
-        location, dropped = destination.location(scope["query_string"])
+        raw_query = scope["query_string"]
+        if raw_query and raw_query.startswith(QR_MARKER):  # one comparison for a query without it
+            raw_query = strip_marker(raw_query, scope)
+        location, dropped = destination.location(raw_query)
         if dropped:
             metrics.TALLY.add(metrics.QUERY_PARAMS_DROPPED, dropped)
         status = destination.status
@@ -399,6 +413,14 @@ class RedirectGateway:
         await self._not_found(send, scope, request_id, code, limit_headers)
         return 404
 
+    async def answer_unknown(self, scope, send, code: str) -> int:
+        """The redirect's own 404 (or 429) for `code`, for the visitor pages' routes."""
+        return await self._unknown(send, scope, request_id_of(scope), code)
+
+    async def answer_gone(self, scope, send, code: str, fallback: str | None) -> int:
+        """The redirect's own answer for a link that is no longer live, for the visitor pages' routes."""
+        return await self._gone(send, scope, request_id_of(scope), code, fallback)
+
     async def _gone(self, send, scope, request_id: bytes, code: str, fallback: str | None) -> int:
         """The link's fallback, the operator's gone URL, or 410 (see service.lifecycle.gone)."""
         location = gone_location(fallback, self.gone_redirect_url)
@@ -409,15 +431,16 @@ class RedirectGateway:
             ]})
             await send({"type": "http.response.body", "body": b""})
             return 302
-        if _accepts_json(scope):
+        if accepts_json(scope):
             await self._problem(send, scope, request_id, 410, "link-gone", "Link gone",
                                 f"The link '{code}' has expired, run out or been switched off.")
             return 410
+        body = self.gone_html
         await send({"type": "http.response.start", "status": 410, "headers": [
-            (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(GONE_HTML)).encode()),
-            (b"cache-control", b"no-store"), (b"x-request-id", request_id),
+            (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"), (b"x-request-id", request_id), *SECURITY_HEADERS,
         ]})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else GONE_HTML})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
         return 410
 
     def _observe(self, method: str, status: int, elapsed: float) -> None:
@@ -429,19 +452,21 @@ class RedirectGateway:
         self._latency[method].observe(elapsed)
 
     async def _not_found(self, send, scope, request_id: bytes, code: str, extra_headers: list) -> None:
-        if _accepts_json(scope):
+        if accepts_json(scope):
             await self._problem(send, scope, request_id, 404, "link-not-found", "Link not found",
                                 f"No link has the code '{code}'.", extra_headers=extra_headers)
             return
-        body = b"" if scope["method"] == "HEAD" else _NOT_FOUND_HTML
+        page = self.not_found_html
+        body = b"" if scope["method"] == "HEAD" else page
         await send({
             "type": "http.response.start",
             "status": 404,
             "headers": [
                 (b"content-type", b"text/html; charset=utf-8"),
-                (b"content-length", str(len(_NOT_FOUND_HTML)).encode()),
+                (b"content-length", str(len(page)).encode()),
                 (b"cache-control", b"no-store"),
                 (b"x-request-id", request_id),
+                *SECURITY_HEADERS,
                 *extra_headers,
             ],
         })

@@ -24,8 +24,9 @@ tag, so the script touches one Cluster slot):
 
 - ``lg:rl:{<kind>:<id>}:<window number>``: requests of one client in one
   window; TTL two windows. ``kind`` is ``key`` (a key's public id),
-  ``addr`` (an address, for requests without a valid key) or ``scan``
-  (unknown codes asked for by an address).
+  ``addr`` (an address, for requests without a valid key), ``scan``
+  (unknown codes asked for by an address), or for password attempts
+  (service.pages.password) ``pw-link`` (a link's code) and ``pw-addr``.
 """
 
 from __future__ import annotations

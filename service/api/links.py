@@ -77,6 +77,7 @@ async def to_out(links: list[Link], service: LinkService, request: Request, *, n
             disabled=bool((link.flags or 0) & LinkFlags.DISABLED),
             blocked=bool((link.flags or 0) & LinkFlags.BLOCKED),
             fallback_url=link.fallback_url,
+            password_protected=link.protected,
             visits=visits.get(link.id, 0),
         )
         for link in links

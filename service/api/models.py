@@ -13,6 +13,7 @@ from ..query_filter import QueryPolicy
 RedirectStatus = Literal[301, 302, 307, 308]
 
 
+Password = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra={"writeOnly": True}, description="1-256 characters.")]
 Title = Annotated[str, Field(max_length=200, description="A title for people (<= 200 characters).")]
 Tags = Annotated[list[str], Field(max_length=20, description="Up to 20 tags of 1-64 letters, digits, '-', '_', '.'; case-insensitive, shown in lower case.", examples=[["spring", "mail"]])]
 
@@ -31,6 +32,7 @@ class LinkCreate(BaseModel):
     max_visits: int | None = Field(None, ge=1, le=2**53, description="Visitors it admits in total (bots do not count); then it is gone.")
     disabled: bool = Field(False, description="Switched off by its owner: gone until enabled again.")
     fallback_url: str | None = Field(None, description="Where visitors go once the link is gone, instead of the 410 page.")
+    password: Password | None = Field(None, description="Visitors must enter it first (a form, or the X-Link-Password header). Stored only as an argon2id hash; never returned.")
 
 
 class LinkUpdate(BaseModel):
@@ -47,6 +49,7 @@ class LinkUpdate(BaseModel):
     disabled: bool | None = Field(None, description="The owner switches the link off (true) or on (false).")
     blocked: bool | None = Field(None, description="Admins only: block (true) or unblock (false).")
     fallback_url: str | None = Field(None, description="null removes it.")
+    password: Password | None = Field(None, description="A new password; null removes it. Never returned.")
 
 
 class LinkOut(BaseModel):
@@ -70,6 +73,7 @@ class LinkOut(BaseModel):
     disabled: bool = False
     blocked: bool = False
     fallback_url: str | None = None
+    password_protected: bool = Field(False, description="Visitors need the link's password (which is never shown).")
     visits: int = Field(0, description="Visits counted so far, bots excluded (folded from the visit stream within seconds).")
 
 
@@ -167,6 +171,7 @@ class LinkStats(BaseModel):
     browsers: list[StatsCount] = Field(..., description="Browser families; top 10 and `other`.")
     os: list[StatsCount] = Field(..., description="Operating system families; top 10 and `other`.")
     devices: list[StatsCount] = Field(..., description="desktop, mobile, tablet, tv, bot or unknown.")
+    sources: list[StatsCount] = Field(..., description="How visitors came: `qr` (the link's QR code, GET /{code}/qr) or `link`.")
 
 
 class ServiceStats(LinkStats):

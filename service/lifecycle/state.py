@@ -99,18 +99,21 @@ class Lifecycle:
     a plain link's redirect never looks at the clock.
     """
 
-    __slots__ = ("since", "until", "max_visits", "flags", "fallback", "deleted")
+    __slots__ = ("since", "until", "max_visits", "flags", "fallback", "deleted", "protected")
 
     def __init__(self, *, since: float | None, until: float | None, max_visits: int | None, flags: int,
-                 fallback: str | None, deleted: bool) -> None:
+                 fallback: str | None, deleted: bool, protected: bool = False) -> None:
         self.since, self.until, self.max_visits = since, until, max_visits
         self.flags, self.fallback, self.deleted = flags, fallback, deleted
+        # Visitors need the link's password first (service.pages.password).
+        self.protected = protected
 
     @classmethod
     def from_cached(cls, fields: dict) -> Lifecycle:
         """From the cache's lifecycle fields (store.cache.lifecycle_fields)."""
         return cls(since=fields.get("s"), until=fields.get("u"), max_visits=fields.get("m"),
-                   flags=fields.get("f", 0), fallback=fields.get("b"), deleted=bool(fields.get("d")))
+                   flags=fields.get("f", 0), fallback=fields.get("b"), deleted=bool(fields.get("d")),
+                   protected=bool(fields.get("p")))
 
     def standing(self, now: float) -> LinkStatus | None:
         """Why the link is not live at `now` (epoch seconds), or None when it is.

@@ -3,7 +3,8 @@
 Columns (CSV header row; the same names as JSON Lines keys): ``url``,
 ``alias``, ``code``, ``title``, ``tags`` (``|``-separated in CSV, a list in
 JSON Lines), ``valid_since``, ``valid_until`` (RFC 3339), ``max_visits``,
-``redirect_status``, ``disabled``, ``fallback_url``. Only ``url`` is required.
+``redirect_status``, ``disabled``, ``fallback_url``, ``password_hash`` (a
+password-protected link's argon2id hash, never its password). Only ``url`` is required.
 
 An import is safe to run twice: a row whose alias (or code) the importing
 owner already has is skipped, not duplicated; one another owner has is
@@ -34,7 +35,10 @@ from ..store import sql
 log = logging.getLogger(__name__)
 
 COLUMNS = ("url", "alias", "code", "title", "tags", "valid_since", "valid_until", "max_visits",
-           "redirect_status", "disabled", "fallback_url")
+           "redirect_status", "disabled", "fallback_url", "password_hash")
+# A password-protected link's argon2id hash travels as it is (never the password), so an
+# export imported elsewhere keeps its links private.
+ARGON2_PREFIX = "$argon2"
 CHUNK = 10_000
 
 
@@ -167,6 +171,10 @@ async def _import_chunk(links, chunk, owner_id, report: ImportReport) -> None:
 
 
 def _prepare(links, row: dict, owner_id: int | None) -> dict:
+    password_hash = row.pop("password_hash", None) or None
+    if password_hash is not None and (not isinstance(password_hash, str) or not password_hash.startswith(ARGON2_PREFIX)
+                                      or len(password_hash) > 255):
+        raise InvalidInput("password_hash", "must be an argon2 hash as linkgate exports it")
     fields = _parse(row)
     status = fields.get("redirect_status") or links.settings.default_redirect_status
     prepared = {
@@ -177,6 +185,8 @@ def _prepare(links, row: dict, owner_id: int | None) -> dict:
         **links.lifecycle_for_import(status=status, **{k: v for k, v in fields.items()
                                                       if k not in ("url", "alias", "redirect_status", "query")}),
     }
+    if password_hash is not None:
+        prepared["password_hash"] = password_hash
     if fields.get("alias"):
         prepared["code"], prepared["is_alias"] = links.codec.check_alias(fields["alias"]), True
     elif row.get("code"):
@@ -211,6 +221,7 @@ async def export_links(links, out, fmt: str) -> int:
                 "valid_since": _when(link.valid_since) or None, "valid_until": _when(link.valid_until) or None,
                 "max_visits": link.max_visits, "redirect_status": link.redirect_status,
                 "disabled": bool((link.flags or 0) & LinkFlags.DISABLED), "fallback_url": link.fallback_url,
+                "password_hash": link.password_hash,
             }
             if writer:
                 writer.writerow(["|".join(v) if isinstance(v, list) else ("true" if v is True else

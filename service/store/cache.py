@@ -12,7 +12,8 @@ Keys (all start with settings.redis_key_prefix, "lg:" by default):
   lifecycle (a validity window, a visit limit, flags, a fallback, or
   deleted) has ``~<lifecycle-json>\\n`` in front: keys ``s``/``u`` valid
   since/until (epoch seconds), ``m`` max visits, ``f`` flags, ``b`` the
-  fallback URL, ``d`` 1 when deleted. Plain links pay nothing for it.
+  fallback URL, ``d`` 1 when deleted, ``p`` 1 when visitors need a
+  password (the hash stays in SQL). Plain links pay nothing for it.
   The value ``b""`` means "no such code" and lives settings.cache_miss_ttl_seconds,
   so scans of random codes reach SQL once per code per miss TTL, not per request.
 
@@ -66,12 +67,13 @@ def cached_link(row, *, deleted: bool) -> CachedLink:
         url=row.url, redirect_status=row.redirect_status, query_policy=row.query_policy, id=row.id,
         lifecycle=lifecycle_fields(
             valid_since=row.valid_since, valid_until=row.valid_until, max_visits=row.max_visits,
-            flags=row.flags, fallback_url=row.fallback_url, deleted=deleted,
+            flags=row.flags, fallback_url=row.fallback_url, deleted=deleted, protected=row.protected,
         ),
     )
 
 
-def lifecycle_fields(*, valid_since, valid_until, max_visits, flags, fallback_url, deleted: bool) -> dict | None:
+def lifecycle_fields(*, valid_since, valid_until, max_visits, flags, fallback_url, deleted: bool,
+                     protected: bool = False) -> dict | None:
     """The lifecycle part of a cached link, or None for a plain live link (the common case)."""
     fields: dict = {}
     if valid_since is not None:
@@ -86,6 +88,8 @@ def lifecycle_fields(*, valid_since, valid_until, max_visits, flags, fallback_ur
         fields["b"] = fallback_url
     if deleted:
         fields["d"] = 1
+    if protected:
+        fields["p"] = 1
     return fields or None
 
 

@@ -151,6 +151,15 @@ class Link(Base):
         UTCDateTime(), nullable=True,
         comment="When the link ran out of visits (expiry is valid_until); purge uses it.",
     )
+    password_hash: Mapped[str | None] = mapped_column(
+        String(255), nullable=True,
+        comment="argon2id hash (PHC string) of the link's password; NULL: no password. Never returned.",
+    )
+
+    @property
+    def protected(self) -> bool:
+        """Whether visitors need the link's password (service.pages.password)."""
+        return self.password_hash is not None
 
 
 class LinkTag(Base):

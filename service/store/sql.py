@@ -205,7 +205,7 @@ async def insert_link(
 
 
 # What a new link may carry besides its URL, status and policy (None or 0 when not given).
-LIFECYCLE_COLUMNS = ("title", "valid_since", "valid_until", "max_visits", "flags", "fallback_url")
+LIFECYCLE_COLUMNS = ("title", "valid_since", "valid_until", "max_visits", "flags", "fallback_url", "password_hash")
 _COPY_COLUMNS = (
     "id", "code", "url", "redirect_status", "query_policy", "is_alias", "created_at", "updated_at",
     "created_by_id", "updated_by_id", *LIFECYCLE_COLUMNS,
@@ -310,7 +310,7 @@ async def find_live_link(*, session: AsyncSession, code: str, visible: Visibilit
 # Deleted links are found too: their code answers 410 (gone), not 404.
 _TARGET_COLUMNS = (
     Link.code, Link.url, Link.redirect_status, Link.query_policy, Link.valid_since, Link.valid_until,
-    Link.max_visits, Link.flags, Link.fallback_url, Link.deleted_at, Link.id,
+    Link.max_visits, Link.flags, Link.fallback_url, Link.deleted_at, Link.id, Link.password_hash.is_not(None),
 )
 _TARGETS = select(*_TARGET_COLUMNS).where(Link.code.in_(bindparam("codes", expanding=True)))
 # PostgreSQL: the codes as one array parameter. An expanding IN renders one
@@ -335,13 +335,15 @@ class Target:
     fallback_url: str | None
     deleted: bool
     id: int
+    protected: bool = False  # it has a password (the hash itself never leaves SQL on this path)
 
 
 def _target(row) -> Target:
-    _, url, status, policy, since, until, max_visits, flags, fallback, deleted_at, row_id = row
+    _, url, status, policy, since, until, max_visits, flags, fallback, deleted_at, row_id, protected = row
     since = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     until = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
-    return Target(url, status, policy, since, until, max_visits, flags or 0, fallback, deleted_at is not None, row_id)
+    return Target(url, status, policy, since, until, max_visits, flags or 0, fallback, deleted_at is not None, row_id,
+                  bool(protected))
 
 
 async def find_targets(*, connection: AsyncConnection, codes: list[str]) -> dict[str, Target]:
@@ -353,6 +355,18 @@ async def find_targets(*, connection: AsyncConnection, codes: list[str]) -> dict
     statement = _TARGETS_PG if connection.dialect.name == "postgresql" else _TARGETS
     rows = (await connection.execute(statement, {"codes": codes})).all()
     return {row[0]: _target(row) for row in rows}
+
+
+async def find_password_hash(*, connection: AsyncConnection, code: str) -> str | None:
+    """The argon2id hash of a live link's password; None when it has none (or no such live link)."""
+    return (await connection.execute(
+        select(Link.password_hash).where(Link.code == code, Link.deleted_at.is_(None))
+    )).scalar_one_or_none()
+
+
+async def find_any_link(*, session: AsyncSession, code: str) -> Link | None:
+    """The link with this code, deleted or not (the preview page tells a deleted link's 410 from a 404)."""
+    return (await session.execute(select(Link).where(Link.code == code))).scalar_one_or_none()
 
 
 async def newest_live_targets(

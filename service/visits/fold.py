@@ -2,7 +2,8 @@
 
 A ``Delta`` is what one batch of stream entries adds to the SQL aggregates:
 its visits counted per (link, day, kind of client), where a kind is what the
-aggregates tell apart (referrer, country, browser, OS, device type, bot), the
+aggregates tell apart (referrer, country, browser, OS, device type, bot, and
+the source: ``qr`` for a visit through the link's QR code, else ``link``), the
 visitor hashes seen per (link, day), orphan visits (404, 410) per (day,
 status) and each link's total. aggregates.py hands the groups to SQL, which
 adds them up per day, per (day, dimension, value) and per (month, dimension,
@@ -26,7 +27,9 @@ from .schema import Envelope, InvalidEntry
 
 SERVICE = 0  # the link id of the whole service's aggregates
 ORPHAN = frozenset({404, 410})
-DIMENSIONS = ("referrer", "country", "browser", "os", "device")
+DIMENSIONS = ("referrer", "country", "browser", "os", "device", "source")
+# The values of "source": how the visitor came, by the link's QR code or any other way.
+QR, LINK = "qr", "link"
 DIRECT = "direct"  # the referrer of visits that had none
 _MS_PER_DAY = 86_400_000
 KIND_CACHE_SIZE = 100_000
@@ -87,15 +90,17 @@ class Folder:
         local_orphans: defaultdict = defaultdict(_counter)
         local_visitors: dict = {}
         try:
-            kinds, hashes = [], []
+            kinds, qr_kinds, hashes = [], [], []
             for network, visitor, user_agent, referrer_host, _path, *_ in envelope.clients:
                 seen = agent(user_agent if isinstance(user_agent, str) else "")
-                kinds.append(self._kind(referrer_host or DIRECT, country(network), seen))
+                where = country(network)
+                kinds.append(self._kind(referrer_host or DIRECT, where, seen, LINK))
+                qr_kinds.append(self._kind(referrer_host or DIRECT, where, seen, QR))
                 hashes.append(None if visitor is None else int.from_bytes(bytes.fromhex(visitor), "big", signed=True))
-            for ts, link_id, code, status, _method, at, *_ in envelope.visits:
+            for ts, link_id, code, status, _method, at, qr, *_ in envelope.visits:
                 if at < 0:
                     raise IndexError(f"client {at}")
-                kind = kinds[at]
+                kind = qr_kinds[at] if qr else kinds[at]
                 day = ts // _MS_PER_DAY
                 if status in ORPHAN:
                     local_orphans[(day, status)][kind[0]] += 1
@@ -119,14 +124,14 @@ class Folder:
             visitors.update(local_visitors)
         return len(envelope.visits)
 
-    def _kind(self, referrer: str, country: str, agent) -> tuple:
-        """(bot, (referrer, country, browser, os, device)): one shared tuple per distinct kind of client."""
-        key = (referrer, country, agent)
+    def _kind(self, referrer: str, country: str, agent, source: str) -> tuple:
+        """(bot, (referrer, country, browser, os, device, source)): one shared tuple per distinct kind of client."""
+        key = (referrer, country, agent, source)
         kind = self._kinds.get(key)
         if kind is None:
             if len(self._kinds) > KIND_CACHE_SIZE:
                 self._kinds.clear()
-            values = (referrer, country, agent.browser, agent.os, agent.device)
+            values = (referrer, country, agent.browser, agent.os, agent.device, source)
             kind = self._kinds[key] = (1 if agent.bot else 0, tuple(value or UNKNOWN for value in values))
         return kind
 

@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..access.addresses import ClientAddresses
+from ..pages.marker import QR_VISIT
 from . import schema
 from .anonymise import SECONDS_PER_DAY, DailySalts, anonymise, day_of, visitor_hash
 from .referrer import referrer_parts
@@ -51,8 +52,9 @@ log = logging.getLogger(__name__)
 
 # The scope key where the gateway leaves the id of the link it answered for.
 LINK_ID = "linkgate.link_id"
-# The answers that are visits: redirects, and orphan visits (a code not live).
-COUNTED = frozenset({301, 302, 307, 308, 404, 410})
+# The answers that are visits: redirects (303: a password link unlocked by its form), and
+# orphan visits (a code not live).
+COUNTED = frozenset({301, 302, 303, 307, 308, 404, 410})
 MAX_USER_AGENT = 512
 # Distinct clients remembered between flushes (their hash is reused within a day).
 CLIENT_CACHE_SIZE = 50_000
@@ -231,7 +233,7 @@ class VisitRecorder:
         return True
 
     def _take(self, raw: list[tuple]) -> None:
-        """Turn recorded requests into backlog entries (ts, link id, code, status, method, client)."""
+        """Turn recorded requests into backlog entries (ts, link id, code, status, method, client, qr)."""
         backlog = self._backlog
         clients = self._clients
         if len(clients) > CLIENT_CACHE_SIZE:
@@ -254,7 +256,7 @@ class VisitRecorder:
             client = clients.get(key)
             if client is None:
                 client = clients[key] = self._client(scope, user_agent, referer, private)
-            backlog.append((ts, scope.get(LINK_ID), code, status, scope["method"], client))
+            backlog.append((ts, scope.get(LINK_ID), code, status, scope["method"], client, QR_VISIT in scope))
         overflow = self.backlog - self._bound
         if overflow > 0:
             self._drop_oldest(overflow)
@@ -309,14 +311,14 @@ class VisitRecorder:
             clients: list[list] = []
             visits: list[list] = []
             add = visits.append
-            for ts, link_id, code, status, method, client in itertools.islice(chunk, start, min(end, start + size)):
+            for ts, link_id, code, status, method, client, qr in itertools.islice(chunk, start, min(end, start + size)):
                 if ts >= next_day:
                     break
                 at = index.get(client)
                 if at is None:
                     at = index[client] = len(clients)
                     clients.append(client.row(day, salt))
-                add([int(ts * 1000), link_id, code, status, method, at, False])
+                add([int(ts * 1000), link_id, code, status, method, at, qr])
             start += len(visits)
             self._unsent.append((f"{self._tag}.{next(self._envelopes)}", schema.encode(clients, visits), len(visits)))
         # Only now: a salt Redis could not give leaves every visit where it was.

@@ -54,8 +54,8 @@ class Visit:
     ts: int  # milliseconds since the Unix epoch (UTC), when the answer was sent
     link_id: int | None  # None for unknown codes (404)
     code: str
-    status: int  # 301, 302, 307, 308, 404 or 410
-    method: str  # GET or HEAD
+    status: int  # 301, 302, 307, 308, 404 or 410; 303: a password link unlocked through its form
+    method: str  # GET or HEAD; POST for that unlock
     qr: bool  # the visit came from the link's QR code
     address: str | None  # the client's network (IPv4 /24, IPv6 /48), never the raw address
     visitor: str | None  # 64-bit hex hash for counting unique visitors; None when not counted

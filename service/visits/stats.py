@@ -23,7 +23,8 @@ MAX_DAYS = 400
 TOP = 10
 OTHER = "other"
 # The breakdown lists of the answer, by dimension.
-LISTS = {"referrer": "referrers", "country": "countries", "browser": "browsers", "os": "os", "device": "devices"}
+LISTS = {"referrer": "referrers", "country": "countries", "browser": "browsers", "os": "os", "device": "devices",
+         "source": "sources"}
 # Dates a range may touch: the aggregates' arithmetic stays well inside what `date` can hold.
 EARLIEST, LATEST = date(2000, 1, 1), date(9000, 12, 31)
 

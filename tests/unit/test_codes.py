@@ -242,7 +242,8 @@ def _top_level_paths() -> set[str]:
 def test_every_top_level_path_the_app_serves_is_reserved():
     served = _top_level_paths()
     assert {"api", "docs", "redoc", "openapi.json", "healthz", "metrics"} <= served
-    assert served - RESERVED_WORDS == set()
+    # A code's own pages (POST /{code}, /{code}+, /{code}/qr: service.pages) are not words to reserve.
+    assert served - RESERVED_WORDS - {"{code}", "{code:link_code}", "{code:link_code}+"} == set()
 
 
 @pytest.mark.parametrize(

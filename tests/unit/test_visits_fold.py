@@ -87,9 +87,9 @@ def test_visits_fold_into_groups_per_link_day_and_kind_of_client_and_the_whole_s
          [DEC_1 + 5, None, "gone", 404, "GET", 2, False], [DEC_1 + DAY_MS, 8, "def", 301, "GET", 1, False]],
     ))
     dec1, dec2 = date(2025, 12, 1), date(2025, 12, 2)
-    chrome = ("t.co", "unknown", "Chrome", "Windows", "desktop")
-    iphone = ("direct", "unknown", "Mobile Safari", "iOS", "mobile")
-    curl = ("direct", "unknown", "curl", "unknown", "bot")
+    chrome = ("t.co", "unknown", "Chrome", "Windows", "desktop", "link")
+    iphone = ("direct", "unknown", "Mobile Safari", "iOS", "mobile", "link")
+    curl = ("direct", "unknown", "curl", "unknown", "bot", "link")
     assert delta.visits == 7
     # Two visitors alike (Chrome from t.co) are one group of 3 visits.
     assert sorted(delta.groups) == sorted([
