@@ -88,6 +88,7 @@ class VisitLimits:
         self._clock = clock
         # Admitted through Redis, not yet added to SQL: code -> visits.
         self._pending: dict[str, int] = {}
+        self._flushing = asyncio.Lock()
         # Visits that arrive together share one pipeline: a lone EVALSHA costs redis-py
         # ~65 us of CPU, one of a pipelined batch ~13 us (as for the API limiter).
         self._calls: Coalescer[_Visit, int] = Coalescer(self._call_many, max_in_flight=4, max_batch=500)
@@ -161,7 +162,16 @@ class VisitLimits:
             return False
 
     async def flush(self) -> int:
-        """Add what this replica admitted to SQL; returns how many visits were written."""
+        """Add what this replica admitted to SQL; returns how many visits were written.
+
+        One flush at a time, and a caller waits for the one under way: a visit
+        admitted through SQL (Redis away) must see every count this replica
+        admitted before, committed, or it could admit one visitor too many.
+        """
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         pending, self._pending = self._pending, {}
         if not pending:
             return 0

@@ -86,7 +86,7 @@ def count_link_selects(engine) -> list[str]:
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _record(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "links" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM links" in statement:
             statements.append(statement)
 
     return statements

@@ -9,16 +9,29 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
 import redis.asyncio as redis
 from sqlalchemy import Column, MetaData, String, Table, select
+from sqlalchemy.engine import make_url
 
 from service.coordination.lock import FencedLock, FenceRejected, check_fence
 from service.store import sql
 from tests.api.test_coordination import expire_many
-from tests.integration.conftest import REDIS_URL
-from tests.support import make_settings, running_app
+from tests.integration.conftest import ADMIN_URL, REDIS_URL, _admin
+from tests.support import make_settings, migrate, running_app
+
+
+@pytest.fixture(scope="module")
+def own_pg_url():
+    """A database of this module's own: 100,000 links and a drill table would disturb the shared one."""
+    name = f"linkgate_coord_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))  # a generated name, never input
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(migrate(url))
+    yield url
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -82,7 +95,8 @@ HOLDER = textwrap.dedent("""
 DRILL = Table("lock_drill", MetaData(), Column("holder", String(16)))
 
 
-async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(pg_url, redis_prefix, real_redis):
+async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(own_pg_url, redis_prefix, real_redis):
+    pg_url = own_pg_url
     db = sql.Database.open(pg_url)
     async with db.transaction() as session:
         await session.run_sync(lambda s: DRILL.create(s.connection(), checkfirst=True))
@@ -124,8 +138,8 @@ async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(pg_url,
     await db.close()
 
 
-async def test_100000_links_expiring_at_spread_times_each_say_gone_once_within_seconds(pg_url, redis_prefix):
-    settings = make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
+async def test_100000_links_expiring_at_spread_times_each_say_gone_once_within_seconds(own_pg_url, redis_prefix):
+    settings = make_settings(own_pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
                              expiry_interval_seconds=0.5)
     async with running_app(settings, None) as client:
         print("expiry timers:", await expire_many(client, settings, count=100_000, spread=40.0, bound=5.0))
