@@ -283,7 +283,9 @@ class LinkService:
     async def purge_gone(self, *, before: datetime) -> list[str]:
         """Delete links expired or used up before `before`; returns their codes."""
         async with self.db.transaction() as session:
-            codes = await sql.purge_gone(session=session, before=before, now=self.clock())
+            now = self.clock()
+            codes = await sql.purge_gone(session=session, before=before, now=now)
+            await events.record_for_codes(session=session, kind=events.DELETED, codes=codes, now=now, reason="purged")
         for code in codes:
             await self._invalidate(code)
         return codes

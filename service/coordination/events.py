@@ -112,3 +112,22 @@ async def record(*, session: AsyncSession, events: Iterable[Event], now: datetim
         )
         added += len(result.scalars().all())
     return added
+
+
+async def record_for_codes(*, session: AsyncSession, kind: str, codes: list[str], now: datetime,
+                           reason: str | None = None) -> list:
+    """Record `kind` for each link among `codes`, read back in this transaction (imports, purges);
+    returns the rows read (Core rows with the link's columns)."""
+    if not codes:
+        return []
+    from sqlalchemy import select
+
+    from ..store.models import Link
+
+    rows = []
+    for start in range(0, len(codes), 5000):
+        rows += (await session.execute(
+            select(*Link.__table__.columns).where(Link.code.in_(codes[start:start + 5000]))
+        )).all()
+    await record(session=session, now=now, events=[change(kind, row, reason=reason) for row in rows])
+    return rows

@@ -29,6 +29,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from ..coordination import events
 from ..errors import InvalidInput
 from ..store import sql
 
@@ -165,7 +166,12 @@ async def _import_chunk(links, chunk, owner_id, report: ImportReport) -> None:
         await sql.insert_coded_links(session=session, rows=fresh, now=now)
         ids_codes = await sql.insert_generated_links(session=session, rows=[row for _, row in generated],
                                                       now=now, encode=links.codec.encode)
+        # link.created for each, in the import's own transaction (the outbox, as for a single create).
+        made = await events.record_for_codes(session=session, kind=events.CREATED, now=now,
+                                             codes=[row["code"] for row in fresh] + [code for _, code in ids_codes])
     report.created += len(fresh) + len(ids_codes)
+    if links.changes is not None:
+        await links.changes.schedule_expiry([row for row in made if row.valid_until is not None])
     # Visitors may have asked for these codes before they existed (cached misses).
     await links.clear_misses([row["code"] for row in fresh] + [code for _, code in ids_codes])
 
