@@ -32,17 +32,17 @@ tag, so the script touches one Cluster slot):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from .. import metrics
 from ..batching import Coalescer
+from ..store import scripts
 from .rates import Rate
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class ApiLimiter:
         self._timeout = timeout_seconds
         self._cooldown = cooldown_seconds
         self._down_until = 0.0
-        self._sha = hashlib.sha1(SLIDING_WINDOW_HIT.encode()).hexdigest()
+        self._sha = scripts.sha_of(SLIDING_WINDOW_HIT)
         self._hits: Coalescer[_Hit, list] = Coalescer(self._run, max_in_flight=4, max_batch=500)
 
     def keys(self, kind: str, ident: str, number: int) -> tuple[str, str]:
@@ -186,23 +186,10 @@ class ApiLimiter:
                       elapsed_ms=elapsed)
 
     async def _run(self, hits: list[_Hit]) -> list[list]:
-        """The batch's script calls in one pipeline; the script is loaded once when Redis lacks it."""
+        """The batch's script calls in one pipeline (store.scripts)."""
         async with asyncio.timeout(self._timeout):
-            for attempt in (1, 2):
-                pipe = self._redis.pipeline(transaction=False)
-                for hit in hits:
-                    pipe.execute_command("EVALSHA", self._sha, 2, *hit.keys, *hit.args)
-                replies = await pipe.execute(raise_on_error=False)
-                if not any(isinstance(reply, NoScriptError) for reply in replies):
-                    break
-                if attempt == 2:
-                    raise RedisError("the rate-limit script could not be loaded")
-                # A new or flushed Redis: load the script and send the batch again (no call ran).
-                await self._redis.script_load(SLIDING_WINDOW_HIT)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+            return await scripts.run_calls(self._redis, SLIDING_WINDOW_HIT, self._sha,
+                                           [(hit.keys, hit.args) for hit in hits])
 
 
 class ScanGuard:

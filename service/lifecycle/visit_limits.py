@@ -20,19 +20,18 @@ link's Cluster slot. TTL: a day from its load; it is reloaded from SQL after.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from .. import metrics
 from ..batching import Coalescer
 from ..coordination import events
 from ..errors import StorageUnavailable
-from ..store import sql
+from ..store import scripts, sql
 from .bots import is_bot, user_agent_of
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ if tonumber(ARGV[2]) == 0 then
 end
 return redis.call('INCR', KEYS[1])
 """
-_ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()
+_ADMIT_SHA = scripts.sha_of(ADMIT)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -118,20 +117,8 @@ class VisitLimits:
 
     async def _call_many(self, visits: list[_Visit]) -> list[int]:
         """The batch's script calls in one pipeline (each visit is still its own atomic call)."""
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            for visit in visits:
-                pipe.execute_command("EVALSHA", _ADMIT_SHA, 1, self.key(visit.code), visit.max_visits, visit.counts)
-            replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, NoScriptError) for reply in replies):
-                break
-            if attempt == 2:
-                raise RedisError("the visit-limit script could not be loaded")
-            await self._redis.script_load(ADMIT)  # a new or flushed Redis; no call of this batch ran
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return [int(reply) for reply in replies]
+        calls = [((self.key(visit.code),), (visit.max_visits, visit.counts)) for visit in visits]
+        return [int(reply) for reply in await scripts.run_calls(self._redis, ADMIT, _ADMIT_SHA, calls)]
 
     async def _loaded(self, code: str) -> None:
         """Load the counter once, however many visits found it missing at once (single flight)."""
