@@ -1,0 +1,1 @@
+"""Pages for people: the console (and the visitor pages: QR, preview, password)."""

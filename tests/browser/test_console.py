@@ -1,0 +1,217 @@
+"""The console in a real browser: a person's path through it, with axe on every screen.
+
+A served linkgate (`python -m service serve`, as `make run` serves it), a
+target site the browser reaches as http://target.test/, and headless
+Chromium. Any error in the browser's console fails the test, and so does any
+serious or critical axe-core violation.
+"""
+
+from __future__ import annotations
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.browser.console_support import (  # noqa: F401 (fixtures)
+    TARGET_HOST, Browser, Served, browser, eventually, linkgate, local_datetime_in, target_site,
+)
+
+
+def wait(driver: WebDriver, timeout: float = 10) -> WebDriverWait:
+    return WebDriverWait(driver, timeout)
+
+
+def heading(driver: WebDriver, text: str) -> None:
+    wait(driver).until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, "main h1"), text))
+
+
+def notice(driver: WebDriver, text: str) -> str:
+    wait(driver).until(seen.text_to_be_present_in_element((By.ID, "notice"), text))
+    return driver.find_element(By.ID, "notice").text
+
+
+def fill(driver: WebDriver, element_id: str, text: str) -> None:
+    element = driver.find_element(By.ID, element_id)
+    element.clear()
+    element.send_keys(text)
+
+
+def tab_stops(driver: WebDriver, count: int) -> list[str]:
+    """What Tab reaches from the top of the page, in order (the keyboard alone)."""
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    reached = []
+    for _ in range(count):
+        reached.append(driver.execute_script(
+            "const e = document.activeElement; return (e.getAttribute('aria-label') || e.textContent || e.value || '').trim()"
+        ))
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+    return reached
+
+
+def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_manages_keys(
+    browser: Browser, linkgate: Served
+):
+    driver = browser.driver
+    with linkgate.api() as api:
+        other = api.post("/api/v1/links", json={"url": "https://example.com/other", "title": "Unrelated"})
+        assert other.status_code == 201, other.text
+
+    # 1. Sign in. A wrong key is refused with a message; then the limit for failed keys says when to retry.
+    driver.get(f"{linkgate.base}/console")
+    heading(driver, "Sign in")
+    browser.check("signin")
+    browser.expect_failed_request("/api/v1/links?limit=1", 401)
+    browser.expect_failed_request("/api/v1/links?limit=1", 429)
+    for _ in range(3):
+        fill(driver, "signin-key", "lg_000000000000_wrong")
+        driver.find_element(By.ID, "signin-key").send_keys(Keys.ENTER)
+        notice(driver, "sign in again")
+        driver.execute_script("document.getElementById('notice').textContent = ''")
+    fill(driver, "signin-key", "lg_000000000000_wrong")
+    driver.find_element(By.ID, "signin-key").send_keys(Keys.ENTER)
+    assert "Try again in" in notice(driver, "Too many requests")
+    assert driver.execute_script("return sessionStorage.length") == 0
+    fill(driver, "signin-key", linkgate.headers["Authorization"].removeprefix("Bearer "))
+    driver.find_element(By.ID, "signin-key").send_keys(Keys.ENTER)
+    heading(driver, "Links")
+    wait(driver).until(lambda d: "Unrelated" in d.find_element(By.ID, "links-list").text)
+    # The key lives in this tab's session storage only, never in a cookie or local storage.
+    assert driver.execute_script("return Object.keys(sessionStorage)") == ["linkgate.console.key"]
+    assert driver.execute_script("return localStorage.length") == 0
+    assert driver.get_cookies() == []
+    assert browser.foreign_requests() == []
+    browser.check("links")
+
+    # 2. Create a link with a tag and an expiry; a bad URL first gets its message at the field.
+    driver.find_element(By.LINK_TEXT, "New link").click()
+    heading(driver, "New link")
+    browser.check("new")
+    browser.expect_failed_request("/api/v1/links", 422)
+    fill(driver, "new-url", "ftp://example.com/file")
+    driver.find_element(By.CSS_SELECTOR, "#new-form button[type=submit]").click()
+    notice(driver, "correct the marked fields")
+    url_error = driver.find_element(By.ID, "new-url-error").text
+    assert url_error.startswith("Target URL:"), url_error
+    assert driver.find_element(By.ID, "new-url").get_attribute("aria-invalid") == "true"
+    fill(driver, "new-url", f"http://{TARGET_HOST}/landing")
+    fill(driver, "new-title", "Spring sale")
+    fill(driver, "new-tags", "spring, mail")
+    driver.execute_script("arguments[0].value = arguments[1]", driver.find_element(By.ID, "new-until"),
+                          local_datetime_in(days=7))
+    Select(driver.find_element(By.ID, "new-mode")).select_by_value("forward")
+    fill(driver, "new-deny", "fbclid")
+    driver.find_element(By.CSS_SELECTOR, "#new-form button[type=submit]").click()
+    heading(driver, "Spring sale")
+    short_url = driver.find_element(By.ID, "link-short").get_attribute("value")
+    code = short_url.rsplit("/", 1)[1]
+    assert short_url == f"{linkgate.base}/{code}"
+    facts = driver.find_element(By.CSS_SELECTOR, ".js-facts").text
+    assert "mail, spring" in facts and "deny fbclid" in facts and "Expires\nnever" not in facts
+    qr = driver.find_element(By.CSS_SELECTOR, ".js-qr")
+    assert qr.get_attribute("href") == f"{linkgate.base}/{code}/qr?format=png"
+    with linkgate.api() as api:
+        stored = api.get(f"/api/v1/links/{code}").json()
+    assert sorted(stored["tags"]) == ["mail", "spring"] and stored["valid_until"] is not None
+    assert stored["query"]["deny"] == ["fbclid"]
+    browser.check("link")
+
+    # Every action on the link page is reachable with Tab alone.
+    stops = tab_stops(driver, 20)
+    for control in ("Copy short URL", "Download QR code", "Disable", "Delete", "Refresh visits"):
+        assert control in stops, stops
+
+    # 3. Find it by search (the other link does not match).
+    driver.find_element(By.LINK_TEXT, "Links").click()
+    heading(driver, "Links")
+    fill(driver, "search-q", "spring")
+    wait(driver).until(lambda d: len(Select(d.find_element(By.ID, "search-tag")).options) > 1)
+    Select(driver.find_element(By.ID, "search-tag")).select_by_value("spring")
+    driver.find_element(By.ID, "search-q").send_keys(Keys.ENTER)
+    wait(driver).until(lambda d: "Unrelated" not in d.find_element(By.ID, "links-list").text)
+    cards = driver.find_elements(By.CSS_SELECTOR, "#links-list .card")
+    assert [c.find_element(By.TAG_NAME, "a").text for c in cards] == [f"Spring sale ({code})"]
+
+    # 4. Follow it and land on the target.
+    driver.get(short_url)
+    heading_on_target = wait(driver).until(seen.presence_of_element_located((By.TAG_NAME, "h1")))
+    assert heading_on_target.text == "Landed on the target"
+    assert driver.current_url == f"http://{TARGET_HOST}/landing"
+
+    # 5. The visit shows in the console's chart (the in-process consumer folds it within seconds).
+    driver.get(f"{linkgate.base}/console#/links/{code}")
+    heading(driver, "Spring sale")
+
+    def counted():
+        driver.find_element(By.CSS_SELECTOR, ".js-refresh").click()
+        return driver.find_element(By.CSS_SELECTOR, ".js-total").get_attribute("data-visits") == "1"
+
+    eventually(counted, what="the visit counted in the console")
+    assert driver.find_elements(By.CSS_SELECTOR, ".js-chart canvas"), "uPlot drew no chart"
+    assert driver.find_element(By.CSS_SELECTOR, ".js-chart").get_attribute("data-days") == "30"
+    driver.find_element(By.CSS_SELECTOR, "details summary").click()
+    last_day = driver.find_elements(By.CSS_SELECTOR, ".js-days tbody tr")[-1].text.split()
+    assert last_day[1:] == ["1", "1"], last_day
+    tops = driver.find_element(By.CSS_SELECTOR, ".js-tops").text
+    assert "Chrome 1" in tops and "desktop 1" in tops and "direct 1" in tops
+    browser.check("link-visited")
+
+    # On a phone-sized screen nothing is wider than the screen.
+    driver.set_window_size(390, 844)
+    driver.refresh()
+    heading(driver, "Spring sale")
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    browser.check("phone")
+    driver.set_window_size(1280, 1000)
+
+    # 6. Disable it: its short URL answers 410 (the gone page), and the console says so.
+    driver.find_element(By.CSS_SELECTOR, ".js-toggle").send_keys(Keys.ENTER)
+    notice(driver, "Link disabled")
+    wait(driver).until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".js-toggle"), "Enable"))
+    assert "Disabled" in driver.find_element(By.CSS_SELECTOR, ".js-facts").text
+    browser.check("link-disabled")
+    browser.expect_failed_request(f"/{code}", 410)
+    # The gone page names no icon, so Chromium asks for /favicon.ico, which linkgate does not serve.
+    browser.expect_failed_request("/favicon.ico", 404)
+    driver.get(short_url)
+    assert browser.status_of_page() == 410
+    assert "gone" in driver.find_element(By.TAG_NAME, "body").text.lower()
+    assert browser.console_errors() == []
+
+    # 7. As an admin: create a key (shown once), see it listed, revoke it.
+    driver.get(f"{linkgate.base}/console#/keys")
+    heading(driver, "API keys")
+    browser.check("keys")
+    fill(driver, "key-name", "ci-deploy")
+    Select(driver.find_element(By.ID, "key-role")).select_by_value("editor")
+    driver.find_element(By.ID, "key-name").send_keys(Keys.ENTER)
+    notice(driver, "Key ci-deploy created")
+    secret = driver.find_element(By.ID, "key-secret").get_attribute("value")
+    assert secret.startswith("lg_")
+    row = wait(driver).until(seen.presence_of_element_located((By.XPATH, "//tr[td[1][text()='ci-deploy']]")))
+    assert row.find_elements(By.TAG_NAME, "td")[2].text == "active"
+    browser.check("keys-created")
+    row.find_element(By.TAG_NAME, "button").send_keys(Keys.ENTER)
+    notice(driver, "Key ci-deploy revoked")
+    wait(driver).until(lambda d: d.find_element(By.XPATH, "//tr[td[1][text()='ci-deploy']]/td[3]").text == "revoked")
+    with linkgate.api() as api:
+        keys = {key["name"]: key["status"] for key in api.get("/api/v1/keys").json()["data"]}
+    assert keys["ci-deploy"] == "revoked"
+    with linkgate.api() as api:
+        refused = api.get("/api/v1/links", headers={"Authorization": f"Bearer {secret}"})
+    # 429, not 401, when the failed sign-ins above still fill this address's window.
+    assert refused.status_code in (401, 429), refused.text
+    assert browser.console_errors() == []
+
+
+def test_the_api_docs_load_nothing_from_another_host(browser: Browser, linkgate: Served):
+    driver = browser.driver
+    driver.get(linkgate.base + "/redoc")  # the old address of the other docs lands on these
+    wait(driver, 20).until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".swagger-ui .info .title"), "linkgate"))
+    assert driver.current_url == linkgate.base + "/docs"
+    wait(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-tag"))
+    assert browser.foreign_requests() == []
+    assert browser.console_errors() == []
