@@ -144,7 +144,16 @@ class Browser:
         ]
         assert serious == [], f"axe on {screen}:\n{json.dumps(serious, indent=1)}"
         if self.screenshots is not None:
-            self.driver.save_screenshot(str(self.screenshots / f"console-{screen}.png"))
+            self.screenshot(screen)
+
+    def screenshot(self, screen: str) -> None:
+        """The whole page (up to 2,000 px tall) as docs/console-*.png would show it."""
+        size = self.driver.get_window_size()
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(size["width"], min(max(height + 140, 600), 2000))
+        self.driver.execute_script("window.scrollTo(0, 0)")
+        self.driver.save_screenshot(str(self.screenshots / f"console-{screen}.png"))
+        self.driver.set_window_size(size["width"], size["height"])
 
     def status_of_page(self) -> int:
         """The HTTP status of the document shown (Navigation Timing's responseStatus)."""

@@ -472,7 +472,7 @@
 
   function topTable(title, counts) {
     const box = document.createElement("div");
-    box.className = "top";
+    box.className = "top-list";
     const table = document.createElement("table");
     const caption = document.createElement("caption");
     caption.textContent = title;
@@ -514,7 +514,8 @@
     plot = new uPlot({
       width: width(), height: 220, legend: { show: false }, cursor: { show: false },
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-      scales: { x: { time: true }, y: { range: (_, __, max) => [0, Math.max(4, Math.ceil(max * 1.2))] } },
+      // x: half a day each side, so the first and last bars are whole.
+      scales: { x: { time: true, range: (_, min, max) => [min - 43200, max + 43200] }, y: { range: (_, __, max) => [0, Math.max(4, Math.ceil(max * 1.2))] } },
       axes: [
         { stroke: "#333", grid: { stroke: "#e3e3e3" } },
         { stroke: "#333", grid: { stroke: "#e3e3e3" }, values: (_, ticks) => ticks.map((v) => (Number.isInteger(v) ? String(v) : "")) },
