@@ -189,6 +189,22 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     assert "gone" in driver.find_element(By.TAG_NAME, "body").text.lower()
     assert browser.console_errors() == []
 
+    # Delete it, after the second thought the console asks for; its code answers 404 from then on.
+    driver.get(f"{linkgate.base}/console#/links/{code}")
+    heading(driver, "Spring sale")
+    driver.execute_script("document.getElementById('notice').textContent = ''")
+    driver.find_element(By.CSS_SELECTOR, ".js-copy").click()
+    copied = wait(driver).until(lambda d: d.find_element(By.ID, "notice").text)
+    # Copied, or (no clipboard permission in this browser) selected for the person to copy.
+    assert copied in ("Short URL copied.", "Selected: press Ctrl+C (or ⌘C) to copy."), copied
+    driver.find_element(By.CSS_SELECTOR, ".js-delete").send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element.text == "Keep it"  # the safe choice has the focus
+    driver.find_element(By.CSS_SELECTOR, ".js-delete-yes").send_keys(Keys.ENTER)
+    notice(driver, f"Link {code} deleted")
+    heading(driver, "Links")
+    with linkgate.api() as api:
+        assert api.get(f"/api/v1/links/{code}").status_code == 404
+
     # 7. As an admin: create a key (shown once), see it listed, revoke it.
     driver.get(f"{linkgate.base}/console#/keys")
     heading(driver, "API keys")
