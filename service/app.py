@@ -27,8 +27,8 @@ from .lifecycle.visit_limits import VisitLimits
 from .access_log import AccessLog
 from .links import LinkService
 from .log_writer import SHUTDOWN_FLUSH_SECONDS, stdout_writer
-from .pages import console
 from .observability import HEAD_AS_GET, RequestContext, configure_logging
+from .pages import console
 from .query_filter import FilterLimits
 from .redirect import RedirectGateway, Redirector
 from .store import sql
