@@ -22,6 +22,9 @@ from tests.browser.console_support import (  # noqa: F401 (fixtures)
 )
 
 
+PAGE_SIZE = 20  # the console's page of links
+
+
 def wait(driver: WebDriver, timeout: float = 10) -> WebDriverWait:
     return WebDriverWait(driver, timeout)
 
@@ -70,6 +73,10 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     with linkgate.api() as api:
         other = api.post("/api/v1/links", json={"url": "https://example.com/other", "title": "Unrelated"})
         assert other.status_code == 201, other.text
+        bulk = api.post("/api/v1/links/batch", json={"links": [
+            {"url": f"https://example.com/bulk/{n}", "title": f"Bulk {n}"} for n in range(PAGE_SIZE)
+        ]})
+        assert [item["status"] for item in bulk.json()["results"]] == [201] * PAGE_SIZE
 
     # 1. Sign in; a wrong key first is refused with a message and not kept.
     driver.get(f"{linkgate.base}/console")
@@ -81,7 +88,14 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     assert driver.execute_script("return sessionStorage.length") == 0
     sign_in(driver, linkgate.headers["Authorization"].removeprefix("Bearer "))
     heading(driver, "Links")
+    # One page of the newest links, then the next page (keyset: the cursor of the last) on request.
+    wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#links-list .card")) == PAGE_SIZE)
+    assert "Unrelated" not in driver.find_element(By.ID, "links-list").text
+    driver.find_element(By.ID, "links-more").send_keys(Keys.ENTER)
     wait(driver).until(lambda d: "Unrelated" in d.find_element(By.ID, "links-list").text)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#links-list .card")) == PAGE_SIZE + 1
+    assert not driver.find_element(By.ID, "links-more").is_displayed()
+    assert driver.switch_to.active_element.text == "Unrelated (" + other.json()["code"] + ")"
     # The key lives in this tab's session storage only, never in a cookie or local storage.
     assert driver.execute_script("return Object.keys(sessionStorage)") == ["linkgate.console.key"]
     assert driver.execute_script("return localStorage.length") == 0
@@ -104,6 +118,7 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     url_error = driver.find_element(By.ID, "new-url-error").text
     assert url_error.startswith("Target URL:"), url_error
     assert driver.find_element(By.ID, "new-url").get_attribute("aria-invalid") == "true"
+    browser.check("new-errors")
     fill(driver, "new-url", f"http://{TARGET_HOST}/landing")
     fill(driver, "new-title", "Spring sale")
     fill(driver, "new-tags", "spring, mail")
