@@ -64,7 +64,7 @@ class _TargetPage(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def target_site() -> Iterator[str]:
+def console_target() -> Iterator[str]:
     """A site on 127.0.0.1 that the browser reaches as http://target.test/ (see --host-resolver-rules)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TargetPage)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -86,7 +86,7 @@ class Served:
 
 
 @pytest.fixture
-def linkgate(tmp_path) -> Iterator[Served]:
+def console_server(tmp_path) -> Iterator[Served]:
     """`python -m service serve` on a free port, as `make run` serves it (SQLite, in-process Redis and consumer)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -168,7 +168,7 @@ class Browser:
 
 
 @pytest.fixture
-def browser(linkgate, target_site) -> Iterator[Browser]:
+def console_browser(console_server, console_target) -> Iterator[Browser]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -178,7 +178,7 @@ def browser(linkgate, target_site) -> Iterator[Browser]:
     for argument in (
         "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
         "--window-size=1280,1000", f"--user-agent={USER_AGENT}",
-        f"--host-resolver-rules=MAP {TARGET_HOST} {target_site}",
+        f"--host-resolver-rules=MAP {TARGET_HOST} {console_target}",
         # Navigations to http:// stay http:// (no HTTPS upgrade attempt to the plain target site).
         "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
     ):
@@ -188,7 +188,7 @@ def browser(linkgate, target_site) -> Iterator[Browser]:
     driver.set_script_timeout(60)
     shots = os.environ.get("LINKGATE_CONSOLE_SCREENSHOTS")
     try:
-        yield Browser(driver=driver, base=linkgate.base, screenshots=Path(shots) if shots else None)
+        yield Browser(driver=driver, base=console_server.base, screenshots=Path(shots) if shots else None)
     finally:
         driver.quit()
 

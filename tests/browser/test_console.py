@@ -18,7 +18,7 @@ from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser.console_support import (  # noqa: F401 (fixtures)
-    TARGET_HOST, Browser, Served, browser, eventually, linkgate, local_datetime_in, target_site,
+    TARGET_HOST, Browser, Served, console_browser, console_server, console_target, eventually, local_datetime_in,
 )
 
 
@@ -67,8 +67,9 @@ def tab_stops(driver: WebDriver, count: int) -> list[str]:
 
 
 def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_manages_keys(
-    browser: Browser, linkgate: Served
+    console_browser: Browser, console_server: Served
 ):
+    browser, linkgate = console_browser, console_server
     driver = browser.driver
     with linkgate.api() as api:
         other = api.post("/api/v1/links", json={"url": "https://example.com/other", "title": "Unrelated"})
@@ -261,7 +262,8 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     assert browser.console_errors() == []
 
 
-def test_the_api_docs_load_nothing_from_another_host(browser: Browser, linkgate: Served):
+def test_the_api_docs_load_nothing_from_another_host(console_browser: Browser, console_server: Served):
+    browser, linkgate = console_browser, console_server
     driver = browser.driver
     driver.get(linkgate.base + "/redoc")  # the old address of the other docs lands on these
     wait(driver, 20).until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".swagger-ui .info .title"), "linkgate"))
