@@ -220,6 +220,11 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     heading(driver, "Links")
     with linkgate.api() as api:
         assert api.get(f"/api/v1/links/{code}").status_code == 404
+    # Its old console address says so and offers the list.
+    browser.expect_failed_request(f"/api/v1/links/{code}", 404)
+    driver.get(f"{linkgate.base}/console#/links/{code}")
+    assert notice(driver, "Link not found") == f"Link not found: No link has the code '{code}'."
+    heading(driver, "Links")
 
     # 7. As an admin: create a key (shown once), see it listed, revoke it.
     driver.get(f"{linkgate.base}/console#/keys")

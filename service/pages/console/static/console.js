@@ -375,7 +375,7 @@
     try {
       link = await api("GET", "/api/v1/links/" + encodeURIComponent(code));
     } catch (error) {
-      show("tpl-links", "Links");
+      if (error.status === 404) location.hash = "#/links"; // gone or never this key's: back to the list
       report(error);
       return;
     }
