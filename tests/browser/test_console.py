@@ -157,6 +157,11 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     wait(driver).until(lambda d: "Unrelated" not in d.find_element(By.ID, "links-list").text)
     cards = driver.find_elements(By.CSS_SELECTOR, "#links-list .card")
     assert [c.find_element(By.TAG_NAME, "a").text for c in cards] == [f"Spring sale ({code})"]
+    # Created from tomorrow on: none yet.
+    driver.execute_script("arguments[0].value = arguments[1]", driver.find_element(By.ID, "search-from"),
+                          local_datetime_in(days=1)[:10])
+    driver.find_element(By.ID, "search-q").send_keys(Keys.ENTER)
+    wait(driver).until(seen.text_to_be_present_in_element((By.ID, "links-count"), "No links match."))
 
     # 4. Follow it and land on the target.
     driver.get(short_url)

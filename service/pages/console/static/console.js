@@ -235,6 +235,8 @@
     async function load(reset) {
       const filters = {
         q: form.elements.q.value.trim(), status: form.elements.status.value, tag: form.elements.tag.value,
+        created_after: dayStart(form.elements.created_from.value, 0),
+        created_before: dayStart(form.elements.created_until.value, 1),
         limit: PAGE_SIZE, cursor: reset ? null : cursor,
       };
       let page;
@@ -262,6 +264,13 @@
       }
     });
     await load(true);
+  }
+
+  // The start of a local calendar day (YYYY-MM-DD), `plus` days later, as RFC 3339 UTC; "" stays "".
+  function dayStart(day, plus) {
+    if (!day) return "";
+    const [year, month, date] = day.split("-").map(Number);
+    return new Date(year, month - 1, date + plus).toISOString();
   }
 
   function card(link) {
