@@ -63,7 +63,7 @@ class _TargetPage(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def console_target() -> Iterator[str]:
     """A site on 127.0.0.1 that the browser reaches as http://target.test/ (see --host-resolver-rules)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TargetPage)
@@ -85,9 +85,13 @@ class Served:
         return httpx.Client(base_url=self.base, headers=self.headers, timeout=10)
 
 
-@pytest.fixture
-def console_server(tmp_path) -> Iterator[Served]:
-    """`python -m service serve` on a free port, as `make run` serves it (SQLite, in-process Redis and consumer)."""
+@pytest.fixture(scope="module")
+def console_server(tmp_path_factory) -> Iterator[Served]:
+    """`python -m service serve` on a free port, as `make run` serves it (SQLite, in-process Redis and consumer).
+
+    One per test module (starting one takes seconds); each test gets a browser of its own.
+    """
+    tmp_path = tmp_path_factory.mktemp("console")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # A small limit for requests without a valid key, so the test can meet a 429.
