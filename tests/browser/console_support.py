@@ -163,6 +163,13 @@ class Browser:
         """The HTTP status of the document shown (Navigation Timing's responseStatus)."""
         return self.driver.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus")
 
+    def fetched_paths(self) -> list[str]:
+        """The paths the page's script fetched (since the document loaded)."""
+        return self.driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'fetch')"
+            ".map(e => new URL(e.name).pathname)"
+        )
+
     def foreign_requests(self) -> list[str]:
         """Everything the page loaded from a host other than linkgate's."""
         return self.driver.execute_script(

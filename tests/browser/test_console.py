@@ -210,9 +210,14 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     assert "gone" in driver.find_element(By.TAG_NAME, "body").text.lower()
     assert browser.console_errors() == []
 
-    # Delete it, after the second thought the console asks for; its code answers 404 from then on.
+    # Enable it again, copy its short URL, then delete it (after the second thought the console asks for).
     driver.get(f"{linkgate.base}/console#/links/{code}")
     heading(driver, "Spring sale")
+    driver.find_element(By.CSS_SELECTOR, ".js-toggle").send_keys(Keys.ENTER)
+    notice(driver, "Link enabled.")
+    wait(driver).until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".js-toggle"), "Disable"))
+    with linkgate.api() as api:
+        assert api.get(f"/api/v1/links/{code}").json()["status"] == "active"
     driver.execute_script("document.getElementById('notice').textContent = ''")
     driver.find_element(By.CSS_SELECTOR, ".js-copy").click()
     copied = wait(driver).until(lambda d: d.find_element(By.ID, "notice").text)
@@ -221,7 +226,7 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     driver.find_element(By.CSS_SELECTOR, ".js-delete").send_keys(Keys.ENTER)
     assert driver.switch_to.active_element.text == "Keep it"  # the safe choice has the focus
     driver.find_element(By.CSS_SELECTOR, ".js-delete-yes").send_keys(Keys.ENTER)
-    notice(driver, f"Link {code} deleted")
+    notice(driver, f"Link {code} deleted")  # and its code answers 404 from then on
     heading(driver, "Links")
     with linkgate.api() as api:
         assert api.get(f"/api/v1/links/{code}").status_code == 404
@@ -250,6 +255,10 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     with linkgate.api() as api:
         keys = {key["name"]: key["status"] for key in api.get("/api/v1/keys").json()["data"]}
     assert keys["ci-deploy"] == "revoked"
+    # The console talks to the REST API and to nothing else (the OpenAPI document tells it about passwords).
+    fetched = browser.fetched_paths()
+    assert "/api/v1/keys" in fetched
+    assert [path for path in fetched if not path.startswith("/api/v1/") and path != "/openapi.json"] == []
     assert browser.console_errors() == []
 
     # 8. A key revoked while a tab holds it: the next call answers 401 and the console returns to sign-in.
