@@ -345,9 +345,12 @@
       try {
         link = await api("POST", "/api/v1/links", linkBody(form));
       } catch (error) {
-        const aboutPassword = error.status === 422 && (error.problem.errors || []).some((e) => e.field === "password");
-        if (aboutPassword && !session.passwords) {
-          // An older server: it has no link passwords. Say so and take the field away.
+        // The OpenAPI document said passwords are taken, but the API refuses the field as unknown
+        // (pydantic: "Extra inputs are not permitted"): say so and take the field away.
+        const unknownPassword = error.status === 422 && (error.problem.errors || []).some(
+          (e) => e.field === "password" && /not permitted|extra/i.test(e.reason));
+        if (unknownPassword) {
+          session.passwords = false;
           passwordField.hidden = true;
           say("This server does not support link passwords, so the link was not created. Create it again without one.", "error");
           return;
