@@ -368,7 +368,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # both served from package files: serve_docs_from_package
+        docs_url=None,  # /docs from package files, /redoc sent there: serve_docs_from_package
         redoc_url=None,
     )
     app.state.settings = settings
