@@ -257,6 +257,7 @@ def test_a_person_signs_in_creates_finds_follows_counts_disables_a_link_and_mana
     assert secret.startswith("lg_")
     row = wait(driver).until(seen.presence_of_element_located((By.XPATH, "//tr[td[1][text()='ci-deploy']]")))
     assert row.find_elements(By.TAG_NAME, "td")[2].text == "active"
+    assert "(the key you signed in with)" in driver.find_element(By.ID, "keys-table").text
     browser.check("keys-created")
     row.find_element(By.TAG_NAME, "button").send_keys(Keys.ENTER)
     notice(driver, "Key ci-deploy revoked")

@@ -585,10 +585,11 @@
     const rows = document.querySelector("#keys-table tbody");
     if (!rows) return;
     rows.textContent = "";
+    const mine = (sessionStorage.getItem(KEY_STORAGE) || "").split("_")[1]; // lg_<id>_<secret>
     for (const key of keys.data) {
       const row = rows.insertRow();
       row.dataset.key = key.id;
-      row.insertCell().textContent = key.name;
+      row.insertCell().textContent = key.name + (key.id === mine ? " (the key you signed in with)" : "");
       row.insertCell().textContent = key.role;
       row.insertCell().textContent = key.status;
       row.insertCell().textContent = formatTime(key.created_at);
