@@ -91,6 +91,7 @@ def console_server(tmp_path_factory) -> Iterator[Served]:
 
     One per test module (starting one takes seconds); each test gets a browser of its own.
     """
+    browser_binaries()  # skip (or fail) before starting anything
     tmp_path = tmp_path_factory.mktemp("console")
     port = free_port()
     base = f"http://127.0.0.1:{port}"

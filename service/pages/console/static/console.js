@@ -221,6 +221,7 @@
     const count = document.getElementById("links-count");
     let cursor = null;
     let shown = 0;
+    let latest = 0; // only the newest request's answer is shown (a search may overtake the first load)
 
     api("GET", "/api/v1/tags").then((tags) => {
       const select = form.elements.tag;
@@ -239,13 +240,15 @@
         created_before: dayStart(form.elements.created_until.value, 1),
         limit: PAGE_SIZE, cursor: reset ? null : cursor,
       };
+      const mine = ++latest;
       let page;
       try {
         page = await api("GET", "/api/v1/links" + query(filters));
       } catch (error) {
-        report(error, form);
+        if (mine === latest) report(error, form);
         return;
       }
+      if (mine !== latest) return;
       if (reset) { list.textContent = ""; shown = 0; }
       for (const link of page.data) list.appendChild(card(link));
       shown += page.data.length;
