@@ -9,6 +9,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from . import __version__, metrics
 from .access.addresses import ClientAddresses
@@ -36,6 +39,7 @@ from .pages import password as password_pages, preview as preview_pages, qr as q
 from .pages.assets import asset_router
 from .pages.password import PasswordGate
 from .pages.render import Pages
+from .pages import console
 from .query_filter import FilterLimits
 from .redirect import RedirectGateway, Redirector
 from .store import sql
@@ -112,6 +116,33 @@ class LinkgateApp(FastAPI):
             )
             return await response(scope, receive, send)
         await super().__call__(scope, receive, send)
+
+
+def serve_docs_from_package(app: FastAPI) -> None:
+    """/docs: Swagger UI from the files fastapi-offline ships, not from a CDN.
+
+    So the API docs work in an air-gapped cluster, and no page linkgate
+    serves loads anything from another host (Swagger UI's online validator
+    badge included: it is switched off). StaticFiles finds the package's
+    files at start, so a missing package fails then, not on the first visit.
+    """
+    files = "/docs/static"
+    app.mount(files, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-static")
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{title} - Swagger UI",
+            swagger_js_url=f"{files}/swagger-ui-bundle.js", swagger_css_url=f"{files}/swagger-ui.css",
+            swagger_favicon_url=f"{files}/favicon.png", swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> RedirectResponse:
+        # ReDoc's bundle loads its logo from its vendor's CDN whatever it is
+        # told, so the one set of docs is Swagger UI's; old links land there.
+        return RedirectResponse("/docs", status_code=308)
 
 
 def _without_body(send):
@@ -403,6 +434,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs from package files, /redoc sent there: serve_docs_from_package
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.client_addresses = client_addresses
@@ -422,6 +455,8 @@ def create_app(
     app.include_router(preview_pages.router)
     app.include_router(password_pages.router)
     app.include_router(asset_router())
+    serve_docs_from_package(app)
+    console.mount(app)
     # Added first, so it runs inside RequestContext: refusals get request ids, logs and metrics too.
     app.add_middleware(AccessGate)
     app.add_middleware(RequestContext, access_log=app.access_log)

@@ -18,6 +18,7 @@ RESERVED_WORDS: frozenset[str] = frozenset(
     {
         "api",
         "docs",
+        "console",
         "redoc",
         "openapi.json",
         "healthz",
