@@ -401,6 +401,8 @@ def create_app(
         finally:
             app.redirect_gateway.redirector = None
             app.redirect_gateway.recorder = None
+            changes.stop()
+            coordinator.stop()
             await stop_tasks(tasks, timeout_seconds=TASK_STOP_SECONDS)
             await _close_visits(recorder, consumer, consumer_task)
             metrics.TALLY.flush()

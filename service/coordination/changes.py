@@ -57,6 +57,13 @@ class LinkChanges:
         self._wake = asyncio.Event()
         self.heard = 0  # messages received (tests read it)
         self._subscribed = asyncio.Event()
+        # The loops end at their next turn once stopped, even if a cancel was
+        # lost (fakeredis's client can swallow one that lands mid-command).
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
 
     # --- telling ----------------------------------------------------------------
 
@@ -85,7 +92,7 @@ class LinkChanges:
         return await self.publish(codes) if codes else True
 
     async def publish_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
@@ -98,12 +105,12 @@ class LinkChanges:
 
     async def listen_forever(self, *, retry_seconds: float = 1.0) -> None:
         """Drop local copies of every code another replica (or this one) tells of; reconnect when cut."""
-        while True:
+        while not self._stopping:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 self._subscribed.set()
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue

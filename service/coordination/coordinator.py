@@ -42,13 +42,21 @@ class Coordinator:
         self._wake = asyncio.Event()
         self._delivery_due = asyncio.Event()
         self.holding = False  # tests and /health read it
+        # The loops end at their next turn once stopped, even if a cancel was
+        # lost (fakeredis's client can swallow one that lands mid-command).
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._delivery_due.set()
 
     def wake(self) -> None:
         """A change committed on this replica: relay it now rather than at the next poll."""
         self._wake.set()
 
     async def run_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self.db.read_connection() as connection:
                     floor = await newest_fence(connection=connection, name=LOCK_NAME)
@@ -76,7 +84,7 @@ class Coordinator:
         await asyncio.gather(self._relay(fenced), self._deliver(fenced), self._expire(fenced))
 
     async def _relay(self, fenced) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             while await self.relay.relay_once(fenced=fenced):
                 self._delivery_due.set()
@@ -87,7 +95,7 @@ class Coordinator:
                 pass
 
     async def _deliver(self, fenced) -> None:
-        while True:
+        while not self._stopping:
             await self.deliverer.deliver_due(fenced=fenced)
             self._delivery_due.clear()
             try:  # retries come due by the clock: look at least every second
@@ -97,7 +105,7 @@ class Coordinator:
                 pass
 
     async def _expire(self, fenced) -> None:
-        while True:
+        while not self._stopping:
             while await self.timers.pop_due(fenced=fenced) >= self.timers.batch:
                 pass
             await asyncio.sleep(self.expiry_interval)

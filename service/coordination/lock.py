@@ -131,6 +131,9 @@ class Held:
     token: str
     lost: bool = False
     extended: int = 0
+    # Set when the body is done: the watchdog stops at its next turn even if a
+    # cancel was lost (fakeredis can swallow one that lands mid-command).
+    done: bool = False
 
 
 @dataclass
@@ -200,9 +203,9 @@ class FencedLock:
                 raise LockLost(f"lock {self.name!r} (fence {held.fence}) was lost; its work was cancelled") from None
             raise
         finally:
+            held.done = True
             watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            await asyncio.wait({watchdog}, timeout=1.0)
             if not held.lost:
                 with contextlib.suppress(Exception):  # Redis away: the lock expires by itself
                     await self.release(held)
@@ -212,8 +215,10 @@ class FencedLock:
     async def _watch(self, held: Held, body: asyncio.Task | None) -> None:
         every = self.ttl_seconds / 3
         deadline = monotonic() + self.ttl_seconds
-        while True:
+        while not held.done:
             await asyncio.sleep(every)
+            if held.done:
+                return
             try:
                 async with asyncio.timeout(max(0.05, deadline - monotonic())):
                     extended = await self.extend(held)
