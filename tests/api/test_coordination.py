@@ -344,10 +344,11 @@ async def _all_published(client):
 # --- expiry timers ---------------------------------------------------------------------
 
 
-async def expire_many(client, settings, *, count: int, spread: float, bound: float) -> str:
-    """`count` links expiring over `spread` seconds, made in SQL alone; each must say gone once, in time."""
+async def expire_many(client, settings, *, count: int, spread: float, bound: float, lead: float = 3.0) -> str:
+    """`count` links expiring over `spread` seconds from `lead` seconds on, made in SQL alone; each must
+    say gone once, in time."""
     state = client.app.state
-    start = datetime.now(UTC) + timedelta(seconds=3)
+    start = datetime.now(UTC) + timedelta(seconds=lead)
     rows = [{"url": f"https://example.com/{i}", "redirect_status": 302, "query_policy": None,
              "valid_until": start + timedelta(seconds=spread * i / count)} for i in range(count)]
     from service.store import sql
@@ -361,6 +362,7 @@ async def expire_many(client, settings, *, count: int, spread: float, bound: flo
                             prefix=settings.redis_key_prefix, batch=5000, ttl_seconds=60, clock=state.links.clock)
     report = await reconciler.run(FencedLock(state.cache.redis, "reconcile", prefix=settings.redis_key_prefix))
     assert report["repaired"]["expiry_timers"] >= count
+    assert datetime.now(UTC) < start, "making the links took longer than the lead: the first were due already"
 
     async def told() -> list:
         async with state.db.reading() as session:
