@@ -11,7 +11,6 @@ import textwrap
 import time
 
 import pytest
-import redis.asyncio as redis
 from sqlalchemy import Column, MetaData, String, Table, select
 
 from service.coordination.lock import FencedLock, FenceRejected, check_fence
@@ -22,16 +21,17 @@ from tests.support import make_settings, running_app
 
 
 @pytest.fixture
-async def real_redis():
-    client = redis.Redis.from_url(REDIS_URL)
+async def real_redis(redis_target):
+    """A client of each Redis target in turn (the single Redis, the cluster)."""
+    client = redis_target.client()
     yield client
     await client.aclose()
 
 
-async def test_of_two_contenders_exactly_one_gets_the_lock(real_redis, redis_prefix):
+async def test_of_two_contenders_exactly_one_gets_the_lock(real_redis, redis_prefix, redis_target):
     for round_ in range(20):
         a = FencedLock(real_redis, f"race{round_}", prefix=redis_prefix, ttl_seconds=5)
-        b = FencedLock(redis.Redis.from_url(REDIS_URL), f"race{round_}", prefix=redis_prefix, ttl_seconds=5)
+        b = FencedLock(redis_target.client(), f"race{round_}", prefix=redis_prefix, ttl_seconds=5)
         won = await asyncio.gather(a.acquire(), b.acquire())
         assert sum(held is not None for held in won) == 1
         await b.redis.aclose()
@@ -54,13 +54,15 @@ HOLDER = textwrap.dedent("""
     import asyncio, sys
     import redis.asyncio as redis
     from sqlalchemy import insert, update
+    from redis.asyncio.cluster import RedisCluster
     from service.coordination.lock import FencedLock, FenceRejected, LockLost, check_fence
     from service.store import sql
     from tests.integration.test_coordination_postgres_redis import DRILL
 
-    async def main(db_url, redis_url, prefix):
+    async def main(db_url, redis_url, prefix, cluster):
         db = sql.Database.open(db_url)
-        lock = FencedLock(redis.Redis.from_url(redis_url), "drill", prefix=prefix, ttl_seconds=0.5)
+        client = (RedisCluster if cluster == "cluster" else redis.Redis).from_url(redis_url)
+        lock = FencedLock(client, "drill", prefix=prefix, ttl_seconds=0.5)
         try:
             async with lock.hold() as held:
                 print("fence", held.fence, flush=True)
@@ -82,14 +84,16 @@ HOLDER = textwrap.dedent("""
 DRILL = Table("lock_drill", MetaData(), Column("holder", String(16)))
 
 
-async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(pg_url, redis_prefix, real_redis):
+async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(pg_url, redis_prefix, real_redis,
+                                                                        redis_target):
     db = sql.Database.open(pg_url)
     async with db.transaction() as session:
         await session.run_sync(lambda s: DRILL.create(s.connection(), checkfirst=True))
         await session.execute(DRILL.delete())
         await session.execute(DRILL.insert().values(holder="nobody"))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    first = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url, REDIS_URL, redis_prefix],
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url, redis_target.url, redis_prefix,
+                              redis_target.name],
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert first.stdout.readline().split() == ["fence", "1"]
