@@ -79,7 +79,7 @@ class Reconciler:
     async def run(self, lock: FencedLock) -> dict | None:
         """Reconcile under the lock; the report, or None when another holder has the lock."""
         started = time.monotonic()
-        async with self.db.read_connection() as connection:
+        async with self.db.read_connection(primary=True) as connection:
             floor = await newest_fence(connection=connection, name=LOCK_NAME)
         held = await lock.acquire(floor=floor)
         if held is None:
@@ -112,7 +112,8 @@ class Reconciler:
     async def _links(self, keys: dict[str, bytes]) -> None:
         codes = list(keys)
         values = await cluster.mget(self.redis, [keys[code] for code in codes])
-        async with self.db.read_connection() as connection:
+        # The primary: a lagging replica would "repair" fresh entries back to older rows.
+        async with self.db.read_connection(primary=True) as connection:
             truth = await sql.find_targets(connection=connection, codes=codes)
         pipe = self.redis.pipeline(transaction=False)
         changed: list[str] = []

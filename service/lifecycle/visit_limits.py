@@ -141,7 +141,8 @@ class VisitLimits:
 
     async def _load(self, code: str) -> None:
         """Put SQL's count (plus what this replica admitted and has not written yet) in Redis."""
-        async with self._db.read_connection() as connection:
+        # The primary's count: a replica's may lag, and a low count admits visitors past the limit.
+        async with self._db.read_connection(primary=True) as connection:
             counted = await sql.visit_count(connection=connection, code=code)
         await self._redis.set(self.key(code), counted + self._pending.get(code, 0), nx=True,
                               ex=COUNTER_TTL_SECONDS)

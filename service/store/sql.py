@@ -96,6 +96,15 @@ class Database:
             self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.read_engine.dialect.name == "postgresql" else self.read_engine
         )
+        self._primary_single_reads = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql" else self.engine
+        )
+
+    @property
+    def has_replica(self) -> bool:
+        """Whether redirect reads go to a replica (LINKGATE_DATABASE_READ_URL), which may lag the primary."""
+        return self.read_engine is not self.engine
 
     @classmethod
     def open(cls, url: str, read_url: str | None = None, *, pool_size: int = 10) -> Database:
@@ -122,11 +131,15 @@ class Database:
             raise
 
     @contextlib.asynccontextmanager
-    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+    async def read_connection(self, *, primary: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection to the redirect read path's engine (the replica when configured), for
-        single-statement reads: on PostgreSQL in autocommit, so no transaction wraps them."""
+        single-statement reads: on PostgreSQL in autocommit, so no transaction wraps them.
+
+        primary=True: the primary's, even with a replica, for reads that must
+        see every commit (a replica lags, and pg_wal_replay_pause() can stop it).
+        """
         try:
-            async with self._single_reads.connect() as connection:
+            async with (self._primary_single_reads if primary else self._single_reads).connect() as connection:
                 yield connection
         except Exception as exc:
             if is_unavailable(exc):

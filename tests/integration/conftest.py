@@ -148,3 +148,109 @@ def pg_settings(pg_url, redis_prefix):
 def target_settings(pg_url, redis_prefix, redis_target):
     """pg_settings on each Redis target in turn (the single Redis, the cluster)."""
     return make_settings(pg_url, redis_key_prefix=redis_prefix, **redis_target.settings)
+
+
+# --- a streaming replica -------------------------------------------------------------
+
+PRIMARY_URL = os.environ.get("LINKGATE_TEST_PRIMARY_URL")
+REPLICA_URL = os.environ.get("LINKGATE_TEST_REPLICA_URL")
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """A database of the session's own on a primary, and the same database on its streaming replica."""
+
+    primary_url: str
+    replica_url: str
+
+    async def replica_execute(self, statement: str):
+        engine = create_async_engine(self.replica_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                return (await connection.execute(text(statement))).all()
+        finally:
+            await engine.dispose()
+
+    async def caught_up(self, timeout: float = 20.0) -> float:
+        """Wait until the replica has replayed all the primary wrote; returns the seconds it took."""
+        engine = create_async_engine(self.primary_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                lsn = (await connection.execute(text("SELECT pg_current_wal_flush_lsn()::text"))).scalar_one()
+        finally:
+            await engine.dispose()
+        replica = create_async_engine(self.replica_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with replica.connect() as connection:
+                started = loop_time()
+                while True:
+                    behind = (await connection.execute(
+                        text("SELECT pg_wal_lsn_diff(CAST(:lsn AS text)::pg_lsn, pg_last_wal_replay_lsn()) > 0"), {"lsn": lsn}
+                    )).scalar_one()
+                    if not behind:
+                        return loop_time() - started
+                    assert loop_time() - started < timeout, f"the replica did not replay up to {lsn} in {timeout} s"
+                    await asyncio.sleep(0.002)
+        finally:
+            await replica.dispose()
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _database_on(url: str) -> bool:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1 FROM alembic_version"))
+        return True
+    except Exception:
+        return False
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[Replicated]:
+    """A migrated database on the test primary, and its replica's view of it (dropped after the session).
+
+    Needs LINKGATE_TEST_PRIMARY_URL and LINKGATE_TEST_REPLICA_URL (admin
+    connections to a primary and its streaming replica; `.ci/scale-out-stores
+    start` makes both). Unset: skipped; set and not answering: failed.
+    """
+    if not (PRIMARY_URL and REPLICA_URL):
+        pytest.skip("replica tier: set LINKGATE_TEST_PRIMARY_URL and LINKGATE_TEST_REPLICA_URL (.ci/run does)")
+    name = f"linkgate_replica_{uuid.uuid4().hex[:12]}"
+
+    async def admin(statement: str) -> None:
+        engine = create_async_engine(PRIMARY_URL, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"LINKGATE_TEST_PRIMARY_URL={PRIMARY_URL} is set but does not answer: {exc!r}")
+    primary = make_url(PRIMARY_URL).set(database=name).render_as_string(hide_password=False)
+    replica = make_url(REPLICA_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(migrate(primary))
+
+    async def until_replicated() -> None:
+        for _ in range(200):
+            if await _database_on(replica):
+                return
+            await asyncio.sleep(0.05)
+        pytest.fail(f"LINKGATE_TEST_REPLICA_URL={REPLICA_URL}: the replica never showed database {name}")
+
+    asyncio.run(until_replicated())
+    yield Replicated(primary, replica)
+
+    async def drop() -> None:
+        await Replicated(primary, replica).replica_execute("SELECT pg_wal_replay_resume()")
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    asyncio.run(drop())
