@@ -70,12 +70,31 @@ def _ping_connections_that_sat_idle(engine: AsyncEngine) -> None:
             raise DisconnectionError(str(exc)) from exc
 
 
+# SQLSTATEs that mean the server is not there to answer: class 08 (connection
+# exceptions), and a server shutting down or starting up (57P01 admin shutdown,
+# 57P02 crash shutdown, 57P03 "the database system is shutting down", which a
+# connect gets during a `pg_ctl stop`; asyncpg raises it as a plain DBAPIError).
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when an error means SQL could not be reached (not that the query was wrong)."""
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = _sqlstate(exc)
+        if state.startswith("08") or state in _UNAVAILABLE_STATES:
+            return True
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
 
 
