@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from .own_stores import OwnPostgres, OwnRedis, own_port, stop_quietly, workdir
+from .own_stores import OwnCluster, OwnPostgres, OwnRedis, own_port, stop_quietly, workdir
 from .stack import REPO, Server, clean_env
 
 REQUEST_DEADLINE = 5.0
@@ -43,15 +44,16 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.
 
 @dataclass(frozen=True)
 class Timing:
-    """How long each drill's phases last: before the fault, the fault, after it."""
+    """How long each drill's phases last (before the fault, the fault, after it), and its links."""
 
     before: float
     fault: float
     after: float
+    links: int
 
 
-FULL = Timing(before=3.0, fault=10.0, after=5.0)
-SHORT = Timing(before=1.0, fault=2.5, after=1.5)
+FULL = Timing(before=3.0, fault=10.0, after=5.0, links=200)
+SHORT = Timing(before=1.0, fault=2.5, after=1.5, links=50)
 
 
 # --- the service under test ---------------------------------------------------------
@@ -231,7 +233,7 @@ async def drill_redis_killed(timing: Timing) -> Result:
         redis.start()
         linkgate = Linkgate.on(database_url=pg.url(), redis_url=redis.url, work=work)
         await linkgate.start()
-        links = await linkgate.make_links(200, tag="redis-killed")
+        links = await linkgate.make_links(timing.links, tag="redis-killed")
         load = Load(linkgate, links, tag="redis-killed")
         async with load.running():
             await asyncio.sleep(timing.before)
@@ -259,6 +261,7 @@ async def drill_redis_killed(timing: Timing) -> Result:
         if linkgate is not None:
             await linkgate.server.stop()
         stop_quietly(redis, pg)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def drill_postgres_stopped(timing: Timing) -> Result:
@@ -272,7 +275,7 @@ async def drill_postgres_stopped(timing: Timing) -> Result:
         redis.start()
         linkgate = Linkgate.on(database_url=pg.url(), redis_url=redis.url, work=work)
         await linkgate.start()
-        links = await linkgate.make_links(200, tag="pg-stopped")
+        links = await linkgate.make_links(timing.links, tag="pg-stopped")
         load = Load(linkgate, links, tag="pg-stopped")
         async with load.running():
             await asyncio.sleep(timing.before)
@@ -314,6 +317,7 @@ async def drill_postgres_stopped(timing: Timing) -> Result:
         if linkgate is not None:
             await linkgate.server.stop()
         stop_quietly(redis, pg)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def drill_sigterm(timing: Timing) -> Result:
@@ -363,6 +367,79 @@ async def drill_sigterm(timing: Timing) -> Result:
         if linkgate is not None:
             await linkgate.server.stop()
         stop_quietly(redis, pg)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def drill_consumer_killed(timing: Timing) -> Result:
+    """4: a visit consumer is SIGKILLed while it holds entries it has read and not acknowledged."""
+    work = workdir()
+    pg, redis = OwnPostgres(work, "pg"), OwnRedis(work)
+    linkgate = victim = None
+    try:
+        pg.init()
+        pg.start()
+        redis.start()
+        linkgate = Linkgate.on(database_url=pg.url(), redis_url=redis.url, work=work,
+                               visits_consumer_in_process="false", visits_claim_idle_seconds="1")
+        await linkgate.start()
+        links = await linkgate.make_links(timing.links, tag="consumer-killed")
+        client = aioredis.Redis.from_url(redis.url)
+        stream, group = "lg:{visits}:stream", "linkgate-aggregates"
+        load = Load(linkgate, links, tag="consumer-killed", create_every=1.0)
+        held_when_killed = 0
+        async with load.running():
+            await asyncio.sleep(timing.before)
+            victim = subprocess.Popen([sys.executable, "-m", "service", "consume-visits"], cwd=REPO,
+                                      env={**linkgate.env, "LINKGATE_VISITS_CONSUMER_BATCH": "50"},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + max(timing.fault, 10.0)
+            while time.monotonic() < deadline:  # killed the moment it holds unacknowledged entries
+                with contextlib.suppress(Exception):
+                    held_when_killed = (await client.xpending(stream, group))["pending"]
+                if held_when_killed:
+                    break
+                await asyncio.sleep(0.002)
+            victim.kill()
+            victim.wait()
+            await asyncio.sleep(timing.after)
+        answered = len([o for o in load.of("redirect") if o.status == 302]) + len(links)
+        # Another consumer: claims what the victim held (idle over a second), folds the rest.
+        survivor = subprocess.Popen([sys.executable, "-m", "service", "consume-visits"], cwd=REPO, env=linkgate.env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                counted = 0
+                async with linkgate.client() as api:
+                    for code in links:
+                        counted += (await api.get(f"/api/v1/links/{code}")).json()["visits"]
+                left = (await client.xpending(stream, group))["pending"]
+                if (counted >= answered and not left) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            survivor.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(survivor.wait, 20)
+        await client.aclose()
+        problems = []
+        if not held_when_killed:
+            problems.append("the consumer was never caught holding entries")
+        if left:
+            problems.append(f"{left} entries still pending after the claim")
+        if counted != answered:
+            problems.append(f"{answered} visits answered, {counted} counted")
+        return Result(
+            f"killed holding {held_when_killed} unacknowledged entries; {left} pending after another consumer "
+            f"claimed them; {answered} visits answered, {counted} counted",
+            not problems, problems)
+    finally:
+        if victim is not None and victim.poll() is None:
+            victim.kill()
+            victim.wait()
+        if linkgate is not None:
+            await linkgate.server.stop()
+        stop_quietly(redis, pg)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def drill_replica_lag(timing: Timing) -> Result:
@@ -380,7 +457,7 @@ async def drill_replica_lag(timing: Timing) -> Result:
         linkgate = Linkgate.on(database_url=primary.url(), redis_url=redis.url, work=work,
                                database_read_url=replica.url())
         await linkgate.start()
-        links = await linkgate.make_links(100, tag="lag")
+        links = await linkgate.make_links(timing.links, tag="lag")
         engine = create_async_engine(replica.url(), isolation_level="AUTOCOMMIT")
         async with engine.connect() as connection:
             await connection.execute(text("ALTER SYSTEM SET recovery_min_apply_delay = '5s'"))
@@ -420,6 +497,42 @@ async def drill_replica_lag(timing: Timing) -> Result:
         if linkgate is not None:
             await linkgate.server.stop()
         stop_quietly(redis, replica, primary)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def drill_cluster_master_killed(timing: Timing) -> Result:
+    """6: one master of a three-master Redis Cluster is killed (its slots have no replica to take them)."""
+    work = workdir()
+    pg, cluster = OwnPostgres(work, "pg"), OwnCluster(work)
+    linkgate = None
+    try:
+        pg.init()
+        pg.start()
+        cluster.start()
+        linkgate = Linkgate.on(database_url=pg.url(), redis_url=cluster.url, work=work, redis_cluster="true")
+        await linkgate.start()
+        links = await linkgate.make_links(timing.links, tag="master-killed")
+        load = Load(linkgate, links, tag="master-killed")
+        async with load.running():
+            await asyncio.sleep(timing.before)
+            killed_at = time.monotonic()
+            cluster.nodes[-1].kill()
+            await asyncio.sleep(timing.fault)
+        redirects, creates = load.of("redirect"), load.of("create")
+        during = load.of("redirect", killed_at)
+        slow = [o for o in redirects if o.finished - o.started > REQUEST_DEADLINE]
+        problems = [f"redirect {o.error}" for o in failed(redirects)[:3]]
+        problems += [f"create {o.error}" for o in failed(creates)[:3]]
+        return Result(
+            f"{len(redirects)} redirects ({len(during)} after the kill), {len(failed(redirects))} failed, "
+            f"{len(slow)} past the {REQUEST_DEADLINE:g} s deadline, slowest {slowest(during) * 1000:.0f} ms; "
+            f"{len(creates)} creates, {len(failed(creates))} failed",
+            not problems and len(during) > 0, problems)
+    finally:
+        if linkgate is not None:
+            await linkgate.server.stop()
+        stop_quietly(cluster, pg)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -439,10 +552,11 @@ DRILLS = (
           "once it is back, everything written before is there", drill_postgres_stopped),
     Drill(3, "a server gets SIGTERM under load", "lost visit events: 0; in-flight requests are answered",
           drill_sigterm),
-    Drill(4, "a consumer is SIGKILLed mid-batch", "its pending events are claimed; aggregates are exact", None),
+    Drill(4, "a consumer is SIGKILLed mid-batch", "its pending events are claimed; aggregates are exact",
+          drill_consumer_killed),
     Drill(5, "the replica lags by 5 s", "fresh links redirect", drill_replica_lag),
     Drill(6, "one Cluster master is killed", "redirects keep being answered from SQL; no request hangs past its "
-          "deadline", None),
+          "deadline", drill_cluster_master_killed),
 )
 
 
@@ -459,7 +573,7 @@ async def run(numbers: list[int], timing: Timing) -> list[tuple[Drill, Result | 
             result = await drill.run(timing)
         except Exception as exc:  # a drill that could not run did not hold
             result = Result(f"the drill failed to run: {exc!r}", False, [repr(exc)])
-        result.measured += f" ({time.monotonic() - started:.0f} s)"
+        result.measured += f" (fault {timing.fault:g} s; drill {time.monotonic() - started:.0f} s)"
         rows.append((drill, result))
     return rows
 

@@ -89,6 +89,39 @@ class OwnRedis:
     stop = kill
 
 
+class OwnCluster:
+    """A Redis Cluster of `masters` redis-servers (no replicas, no persistence), made with redis-cli."""
+
+    def __init__(self, workdir: Path, *, masters: int = 3, node_timeout_ms: int = 2000) -> None:
+        self.nodes = [OwnRedis(workdir, extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                               "--cluster-node-timeout", str(node_timeout_ms)))
+                      for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        result = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
+             "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout}{result.stderr}")
+
+        def ok() -> bool:
+            info = subprocess.run(["redis-cli", "-p", str(self.nodes[0].port), "cluster", "info"],
+                                  capture_output=True, text=True).stdout
+            return "cluster_state:ok" in info
+
+        _wait_for(ok, "the Redis Cluster")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
 def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
