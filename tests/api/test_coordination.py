@@ -199,7 +199,11 @@ async def test_a_webhook_gets_each_event_signed_and_a_receiver_can_verify_it(hoo
         assert not webhooks.verify("whsec_other", int(headers["linkgate-timestamp"]), body,
                                    headers["linkgate-signature"])
         assert json.loads(body)["id"] == int(headers["linkgate-event-id"])
-    assert {d.state for d in await deliveries(hooks_client)} == {"delivered"}
+
+    async def all_delivered():  # marked after the receiver's answer came back: a moment after it got the body
+        return {d.state for d in await deliveries(hooks_client)} == {"delivered"}
+
+    assert await until(all_delivered, seconds=5)
 
 
 async def _count(receiver, n):
