@@ -91,6 +91,7 @@ class VisitLimits:
         # ~65 us of CPU, one of a pipelined batch ~13 us (as for the API limiter).
         self._calls: Coalescer[_Visit, int] = Coalescer(self._call_many, max_in_flight=4, max_batch=500)
         self._loading: dict[str, asyncio.Future] = {}
+        self._flushing = asyncio.Lock()
 
     def key(self, code: str) -> str:
         return f"{self._prefix}{{{code}}}:visits"
@@ -157,7 +158,17 @@ class VisitLimits:
             return False
 
     async def flush(self) -> int:
-        """Add what this replica admitted to SQL; returns how many visits were written."""
+        """Add what this replica admitted to SQL; returns how many visits were written.
+
+        One flush at a time: an admission through SQL flushes first and then
+        counts on SQL's figure, so it must wait for a flush already under way
+        (which holds the visits it took) to commit; else it reads a count
+        short by them and admits past the limit.
+        """
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         pending, self._pending = self._pending, {}
         if not pending:
             return 0

@@ -125,6 +125,8 @@ async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(pg_url,
     with pytest.raises(FenceRejected):
         async with db.transaction() as session:
             await check_fence(session=session, name=redis_prefix + "drill", fence=1)
+    async with db.transaction() as session:  # not the models' table: the schema test must not meet it
+        await session.run_sync(lambda s: DRILL.drop(s.connection(), checkfirst=True))
     await db.close()
 
 
