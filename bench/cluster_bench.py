@@ -25,12 +25,13 @@ from pathlib import Path
 
 import httpx
 
+from service.config import Settings
+
 from . import wrk
 from .chaos import Linkgate, _service
 from .own_stores import OwnCluster, OwnPostgres, OwnRedis, stop_quietly, workdir
 from .seed import seed, write_codes
 from .stack import clean_env
-from tests.support import make_settings
 
 _LOOKUPS = re.compile(r'^linkgate_cache_lookups_total\{layer="(\w+)",result="(\w+)"\} ([0-9.e+]+)$', re.M)
 
@@ -78,7 +79,8 @@ async def main_async(links: int, seconds: int) -> list[dict]:
         cluster.start()
         env = {**clean_env(), "LINKGATE_DATABASE_URL": pg.url()}
         _service(env, "migrate")
-        seeded = await seed(make_settings(pg.url(), hashids_salt="chaos-drill"), links, chunk=10_000,
+        seeded = await seed(Settings(database_url=pg.url(), hashids_salt="chaos-drill", access_log=False), links,
+                            chunk=10_000,
                             progress=lambda line: print(line, flush=True))
         codes_file = write_codes(Path(tempfile.mkdtemp(dir=work)) / "codes.txt", seeded.codes)
         runs = []
