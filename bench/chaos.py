@@ -344,8 +344,10 @@ async def drill_sigterm(timing: Timing) -> Result:
             exited = await asyncio.to_thread(process.wait, 30)
         redirects = load.of("redirect")
         before = load.of("redirect", until=signalled_at)
-        in_flight = [o for o in before if o.finished >= signalled_at]
-        unanswered = [o for o in before if o.status is None]
+        # A connect refused never reached the server (the listener had closed): not in flight, not lost.
+        refused = [o for o in before if o.status is None and o.error == "ConnectError"]
+        in_flight = [o for o in before if o.finished >= signalled_at and o not in refused]
+        unanswered = [o for o in before if o.status is None and o.error != "ConnectError"]
         answered = [o for o in redirects if o.status == 302]
         # The visits of make_links (one each) and of the load, all folded?
         await asyncio.to_thread(_service, linkgate.env, "consume-visits", "--until-empty", "60")
@@ -361,7 +363,8 @@ async def drill_sigterm(timing: Timing) -> Result:
         if exited not in (0, -signal.SIGTERM):
             problems.append(f"the server exited with {exited}")
         return Result(
-            f"{len(before)} redirects sent before SIGTERM ({len(in_flight)} in flight), {len(unanswered)} unanswered; "
+            f"{len(before)} redirects sent before SIGTERM ({len(in_flight)} in flight), {len(unanswered)} unanswered, "
+            f"{len(refused)} refused at connect; "
             f"server exited {exited} in {(time.monotonic() - signalled_at):.1f} s; "
             f"{expected} visits answered, {counted} counted, {expected - counted} lost",
             not problems and len(in_flight) > 0, problems)
