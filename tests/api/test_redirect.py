@@ -100,6 +100,7 @@ async def test_unknown_codes_reach_sql_once_per_miss_ttl(client):
     for _ in range(5):
         state.redirector.forget_all()  # only Redis stands between the visitor and SQL now
         assert (await client.get("/unknown1")).status_code == 404
+        await state.redirector.aclose()  # the miss is written to Redis behind the answer: let it land
     assert len(selects) == 1
     assert await state.cache.redis.ttl(state.cache.key("unknown1")) <= state.settings.cache_miss_ttl_seconds
 
