@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench migrate readme lock clean
+.PHONY: install run test test-fast bench chaos migrate readme lock clean
 
 # The runtime dependencies install at the versions requirements.lock pins
 # (the ones the image ships); the test tools at their newest that fit.
@@ -45,6 +45,10 @@ lock: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Fault drills under load, on stores they start themselves (README: "Fault drills").
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis linkgate.db linkgate.db-*

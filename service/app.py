@@ -63,18 +63,23 @@ link's gateway query policy. Every error is RFC 9457 problem JSON.
 
 
 def open_redis(settings: Settings):
-    """The Redis client: a real one when LINKGATE_REDIS_URL is set, else in-process fakeredis."""
+    """The Redis client: a real one when LINKGATE_REDIS_URL is set (a cluster's with
+    LINKGATE_REDIS_CLUSTER), else in-process fakeredis."""
     if settings.redis_url:
-        import redis.asyncio as redis
-
-        return redis.Redis.from_url(
-            settings.redis_url,
+        options = dict(
             socket_connect_timeout=0.5,
             # No per-read timeout: LinkCache puts one deadline on each round trip.
             socket_timeout=None,
             health_check_interval=30,
-            max_connections=64,
+            max_connections=64,  # per node, on a cluster
         )
+        if settings.redis_cluster:
+            from .store.cluster import open_cluster
+
+            return open_cluster(settings.redis_url, **options)
+        import redis.asyncio as redis
+
+        return redis.Redis.from_url(settings.redis_url, **options)
     import fakeredis
 
     return fakeredis.FakeAsyncRedis()

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:port/db; unset means an in-process fakeredis."
     )
+    redis_cluster: bool = Field(
+        False,
+        description=(
+            "LINKGATE_REDIS_URL is one node of a Redis Cluster (any node; the client learns the others). "
+            "Every key of one link shares a hash tag, so nothing linkgate does spans two slots."
+        ),
+    )
     redis_key_prefix: str = Field("lg:", description="Prefix of every Redis key linkgate writes.")
 
     # --- codes ------------------------------------------------------------
@@ -464,6 +471,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LINKGATE_HASHIDS_SALT must be set to a secret of your own when LINKGATE_ENV=production"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_node(self) -> Settings:
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("LINKGATE_REDIS_CLUSTER=true needs LINKGATE_REDIS_URL: one node of the cluster")
         return self
 
     @property

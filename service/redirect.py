@@ -10,7 +10,8 @@ dependency injection, middleware or response models. Lookups go:
    one MGET (store.cache);
 3. SQL (the read replica when configured): codes missed together are loaded
    together in one SELECT, one load per code at a time in this process; the
-   answers, found or not, are written back to Redis behind the response.
+   answers, found or not, are written back to Redis behind the response. A
+   code the replica lacks is asked of the primary before it is called unknown.
 
 Anything that is not a single path segment shaped like a code, or is one of
 the service's own reserved words, goes on to FastAPI untouched.
@@ -28,6 +29,7 @@ and no parsing here; the recorder's flusher does the rest off the path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -57,6 +59,8 @@ from .visits.recorder import LINK_ID, VisitRecorder
 log = logging.getLogger("linkgate.redirect")
 
 PERMANENT = frozenset({301, 308})
+# A code the read replica does not have: the primary decides (Redirector._load_many).
+UNCONFIRMED = object()
 _NO_STORE = b"private, no-store"
 
 _NOT_FOUND_HTML = (
@@ -163,6 +167,9 @@ class Redirector:
         self._local_ttl = settings.local_cache_ttl_seconds
         # SQL loads: codes missed together are looked up together, one load per code at a time.
         self._loads: Coalescer[str, Destination | None] = Coalescer(self._load_many, max_in_flight=4, max_batch=500)
+        # With a read replica: its misses, asked of the primary (see _load_many).
+        self._primary_loads: Coalescer[str, Destination | None] = Coalescer(
+            functools.partial(self._load_many, primary=True), max_in_flight=4, max_batch=500)
         self._background: set[asyncio.Task] = set()
         self.retry_after = str(settings.sql_retry_after_seconds).encode()
         self._permanent_cc = f"public, max-age={settings.permanent_redirect_max_age}".encode()
@@ -220,7 +227,10 @@ class Redirector:
             if held is not None and held[0] > now:
                 return held[1]
             # _load_many has put the answer in the local cache already.
-            return await self._loads.get(code)
+            destination = await self._loads.get(code)
+            if destination is UNCONFIRMED:
+                destination = await self._primary_loads.get(code)
+            return destination
         else:
             metrics.TALLY.add(self._redis_hit)
             destination = None if cached is MISSING else self.destination(cached)
@@ -247,19 +257,31 @@ class Redirector:
         for code in list(itertools.islice(local, max(1, self._local_size // 8))):
             del local[code]
 
-    async def _load_many(self, codes: list[str]) -> list[Destination | None]:
-        """One SQL query for a batch of codes; what it finds (or not) is written back to Redis."""
+    async def _load_many(self, codes: list[str], *, primary: bool = False) -> list[Destination | None]:
+        """One SQL query for a batch of codes; what it finds (or not) is written back to Redis.
+
+        With a read replica, a code the replica does not have may be younger
+        than the replica's lag (created a moment ago on the primary): it is
+        answered UNCONFIRMED, neither remembered nor cached as unknown, and
+        find() asks the primary (primary=True), whose answer is the one kept.
+        So a fresh link redirects at once however far the replica lags, and
+        unknown codes cost one primary query per code per miss TTL.
+        """
         try:
-            async with self._db.read_connection() as connection:
+            async with self._db.read_connection(primary=primary) as connection:
                 rows = await sql.find_targets(connection=connection, codes=codes)
         except StorageUnavailable:
             metrics.SQL_ERRORS.labels(operation="redirect").inc()
             raise
+        unconfirmed = self._db.has_replica and not primary
         found: dict[str, CachedLink | None] = {}
         destinations: list[Destination | None] = []
         now = self._clock()
         for code in codes:
             row = rows.get(code)
+            if row is None and unconfirmed:
+                destinations.append(UNCONFIRMED)
+                continue
             link = None if row is None else cached_link(row, deleted=row.deleted)
             found[code] = link
             destination = None if link is None else self.destination(link)

@@ -7,6 +7,7 @@ fallback_url, `gone_url` whether the operator set LINKGATE_GONE_REDIRECT_URL.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,7 +41,8 @@ CASES = [
 
 async def make_in_state(client, state: str, *, fallback: bool) -> str:
     """A link in `state` (made through the API, as its owner would), and its code."""
-    admin = bearer(await make_key(client.app, f"lifecycle-{state}-{fallback}-{id(client)}", "admin"))
+    # A name of its own: the integration tier's database outlives each client, and id() values are reused.
+    admin = bearer(await make_key(client.app, f"lifecycle-{state}-{fallback}-{secrets.token_hex(6)}", "admin"))
     now = datetime.now(UTC)
     body: dict = {"url": "https://example.com/target"}
     if fallback:

@@ -295,7 +295,8 @@ class ScanGuard:
                     pipe.incrby(key, count)
                     pipe.pexpire(key, window_ms * 2)
             for address in addresses:
-                pipe.mget(f"{self._tag(address)}:{number}", f"{self._tag(address)}:{number - 1}")
+                # (One slot: the same tag. As a plain command: redis-py refuses pipe.mget on a cluster.)
+                pipe.execute_command("MGET", f"{self._tag(address)}:{number}", f"{self._tag(address)}:{number - 1}")
             async with asyncio.timeout(self._timeout):
                 replies = await pipe.execute()
         except _REDIS_DOWN as exc:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from .. import metrics
+from ..store import cluster
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,9 @@ class LinkChanges:
     async def listen_forever(self, *, retry_seconds: float = 1.0) -> None:
         """Drop local copies of every code another replica (or this one) tells of; reconnect when cut."""
         while not self._stopping:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
+                pubsub = await cluster.open_pubsub(self.redis, ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
                 self._subscribed.set()
                 while not self._stopping:
@@ -123,8 +125,9 @@ class LinkChanges:
                 log.warning("link-change channel lost (%s): local copies live out their TTL until it is back", exc)
                 await asyncio.sleep(retry_seconds)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     # --- the expiry set ---------------------------------------------------------
 

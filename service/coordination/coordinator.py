@@ -58,7 +58,7 @@ class Coordinator:
     async def run_forever(self) -> None:
         while not self._stopping:
             try:
-                async with self.db.read_connection() as connection:
+                async with self.db.read_connection(primary=True) as connection:
                     floor = await newest_fence(connection=connection, name=LOCK_NAME)
                 async with self.lock.hold(floor=floor) as held:
                     self.holding = True

@@ -19,8 +19,9 @@ holder: it says so and exits 0), records its fence in SQL, and repairs:
   missing from (or misplaced in) the expiry set (added; the timers tell
   each expiry once whatever happens).
 
-Keys are walked with SCAN (never KEYS), ``reconcile_batch`` at a time; one
-MGET and one SQL query per batch. Its last line on stdout is a JSON object:
+Keys are walked with SCAN (never KEYS; on Redis Cluster, on every master),
+``reconcile_batch`` at a time; one MGET (one per slot on a cluster) and one SQL
+query per batch. Its last line on stdout is a JSON object:
 ``scanned``, ``repaired`` (counts by kind), ``took_ms`` and ``fence``.
 """
 
@@ -34,7 +35,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from .. import metrics
-from ..store import sql
+from ..store import cluster, sql
 from ..store.cache import MISS_VALUE, cached_link, decode_link, encode_link
 from ..store.models import Link, LinkEvent
 from . import events
@@ -78,7 +79,7 @@ class Reconciler:
     async def run(self, lock: FencedLock) -> dict | None:
         """Reconcile under the lock; the report, or None when another holder has the lock."""
         started = time.monotonic()
-        async with self.db.read_connection() as connection:
+        async with self.db.read_connection(primary=True) as connection:
             floor = await newest_fence(connection=connection, name=LOCK_NAME)
         held = await lock.acquire(floor=floor)
         if held is None:
@@ -99,22 +100,20 @@ class Reconciler:
                 "took_ms": round((time.monotonic() - started) * 1000), "fence": held.fence}
 
     async def _links_and_counters(self) -> None:
-        cursor = 0
-        while True:
-            cursor, keys = await self.redis.scan(cursor, match=self.prefix + "{*}*", count=self.batch)
+        # On Redis Cluster, every master in turn.
+        async for keys in cluster.scan_batches(self.redis, match=self.prefix + "{*}*", count=self.batch):
             links = {code: key for key in keys if (code := _code_of(key, self._prefix)) is not None}
             counters = {code: key for key in keys if (code := _counter_code(key, self._prefix)) is not None}
             if links:
                 await self._links(links)
             if counters:
                 await self._counters(counters)
-            if cursor == 0:
-                return
 
     async def _links(self, keys: dict[str, bytes]) -> None:
         codes = list(keys)
-        values = await self.redis.mget([keys[code] for code in codes])
-        async with self.db.read_connection() as connection:
+        values = await cluster.mget(self.redis, [keys[code] for code in codes])
+        # The primary: a lagging replica would "repair" fresh entries back to older rows.
+        async with self.db.read_connection(primary=True) as connection:
             truth = await sql.find_targets(connection=connection, codes=codes)
         pipe = self.redis.pipeline(transaction=False)
         changed: list[str] = []
@@ -149,7 +148,7 @@ class Reconciler:
 
     async def _counters(self, keys: dict[str, bytes]) -> None:
         codes = list(keys)
-        values = await self.redis.mget([keys[code] for code in codes])
+        values = await cluster.mget(self.redis, [keys[code] for code in codes])
         async with self.db.reading() as session:
             counted = dict((await session.execute(
                 select(Link.code, Link.visit_count).where(Link.code.in_(codes))

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import metrics
+from ..store import cluster
 from ..store.models import LinkEvent
 from . import changes as link_changes
 from .webhooks import body_of, queue_deliveries
@@ -63,7 +64,7 @@ class OutboxRelay:
             pipe.xadd(self.stream, {"event": body_of(row)}, maxlen=self.max_length, approximate=True)
         codes = sorted({row.code for row in rows})
         for start in range(0, len(codes), link_changes.CODES_PER_MESSAGE):
-            pipe.publish(self.channel, " ".join(codes[start:start + link_changes.CODES_PER_MESSAGE]))
+            cluster.queue_publish(pipe, self.channel, " ".join(codes[start:start + link_changes.CODES_PER_MESSAGE]))
         await pipe.execute()
         now = self.clock()
         async with self.db.transaction() as session:

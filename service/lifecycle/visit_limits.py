@@ -87,11 +87,11 @@ class VisitLimits:
         self._clock = clock
         # Admitted through Redis, not yet added to SQL: code -> visits.
         self._pending: dict[str, int] = {}
-        self._flushing = asyncio.Lock()
         # Visits that arrive together share one pipeline: a lone EVALSHA costs redis-py
         # ~65 us of CPU, one of a pipelined batch ~13 us (as for the API limiter).
         self._calls: Coalescer[_Visit, int] = Coalescer(self._call_many, max_in_flight=4, max_batch=500)
         self._loading: dict[str, asyncio.Future] = {}
+        self._flushing = asyncio.Lock()
 
     def key(self, code: str) -> str:
         return f"{self._prefix}{{{code}}}:visits"
@@ -130,7 +130,8 @@ class VisitLimits:
 
     async def _load(self, code: str) -> None:
         """Put SQL's count (plus what this replica admitted and has not written yet) in Redis."""
-        async with self._db.read_connection() as connection:
+        # The primary's count: a replica's may lag, and a low count admits visitors past the limit.
+        async with self._db.read_connection(primary=True) as connection:
             counted = await sql.visit_count(connection=connection, code=code)
         await self._redis.set(self.key(code), counted + self._pending.get(code, 0), nx=True,
                               ex=COUNTER_TTL_SECONDS)
@@ -151,9 +152,10 @@ class VisitLimits:
     async def flush(self) -> int:
         """Add what this replica admitted to SQL; returns how many visits were written.
 
-        One flush at a time, and a caller waits for the one under way: a visit
-        admitted through SQL (Redis away) must see every count this replica
-        admitted before, committed, or it could admit one visitor too many.
+        One flush at a time: an admission through SQL flushes first and then
+        counts on SQL's figure, so it must wait for a flush already under way
+        (which holds the visits it took) to commit; else it reads a count
+        short by them and admits past the limit.
         """
         async with self._flushing:
             return await self._flush()

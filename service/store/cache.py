@@ -23,9 +23,9 @@ Lua script may touch them together. No Lua scripts are used yet.
 
 Lookups are coalesced: GETs that arrive while a round trip is under way wait
 and go out together as one MGET, because redis-py's cost per command, not
-Redis, is what limits a busy process. (MGET spans slots, so on Redis Cluster
-this needs a cluster-aware client; linkgate targets one Redis or a
-Sentinel-managed primary.)
+Redis, is what limits a busy process. On Redis Cluster (LINKGATE_REDIS_CLUSTER)
+the codes of one batch fall in many slots, and the batch goes out as one MGET
+per slot, pipelined per master (store/cluster.py has what that costs).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..batching import Coalescer
+from . import cluster
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class LinkCache:
     async def _mget(self, keys: list[bytes]) -> list[bytes | None]:
         try:
             async with asyncio.timeout(self._timeout):
-                return await self.redis.mget(keys)
+                return await cluster.mget(self.redis, keys)
         except _REDIS_DOWN_ERRORS as exc:
             self._failed(exc, "get")
             raise CacheUnavailable(str(exc)) from exc

@@ -70,12 +70,31 @@ def _ping_connections_that_sat_idle(engine: AsyncEngine) -> None:
             raise DisconnectionError(str(exc)) from exc
 
 
+# SQLSTATEs that mean the server is not there to answer: class 08 (connection
+# exceptions), and a server shutting down or starting up (57P01 admin shutdown,
+# 57P02 crash shutdown, 57P03 "the database system is shutting down", which a
+# connect gets during a `pg_ctl stop`; asyncpg raises it as a plain DBAPIError).
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when an error means SQL could not be reached (not that the query was wrong)."""
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = _sqlstate(exc)
+        if state.startswith("08") or state in _UNAVAILABLE_STATES:
+            return True
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
 
 
@@ -96,6 +115,15 @@ class Database:
             self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.read_engine.dialect.name == "postgresql" else self.read_engine
         )
+        self._primary_single_reads = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql" else self.engine
+        )
+
+    @property
+    def has_replica(self) -> bool:
+        """Whether redirect reads go to a replica (LINKGATE_DATABASE_READ_URL), which may lag the primary."""
+        return self.read_engine is not self.engine
 
     @classmethod
     def open(cls, url: str, read_url: str | None = None, *, pool_size: int = 10) -> Database:
@@ -122,11 +150,15 @@ class Database:
             raise
 
     @contextlib.asynccontextmanager
-    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+    async def read_connection(self, *, primary: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection to the redirect read path's engine (the replica when configured), for
-        single-statement reads: on PostgreSQL in autocommit, so no transaction wraps them."""
+        single-statement reads: on PostgreSQL in autocommit, so no transaction wraps them.
+
+        primary=True: the primary's, even with a replica, for reads that must
+        see every commit (a replica lags, and pg_wal_replay_pause() can stop it).
+        """
         try:
-            async with self._single_reads.connect() as connection:
+            async with (self._primary_single_reads if primary else self._single_reads).connect() as connection:
                 yield connection
         except Exception as exc:
             if is_unavailable(exc):

@@ -18,11 +18,9 @@ async def test_permission_matrix_on_postgres_and_redis(pg_settings, role, route,
         await permission_matrix.check_case(client, role, route, whose, expected)
 
 
-async def test_a_key_limit_holds_across_two_replicas_sharing_one_redis(pg_url, redis_prefix):
-    from tests.integration.conftest import REDIS_URL
-
-    settings = make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
-                             rate_limit_per_key="10/hour")
+async def test_a_key_limit_holds_across_two_replicas_sharing_one_redis(pg_url, redis_prefix, redis_target):
+    settings = make_settings(pg_url, redis_key_prefix=redis_prefix, rate_limit_per_key="10/hour",
+                             **redis_target.settings)
     async with running_app(settings, None, role=None) as a, running_app(settings, None, role=None) as b:
         key = await make_key(a.app, f"shared-{redis_prefix.rstrip(':')}", "reader")
         # Taking turns: each replica alone would let 10 through; together they let 10 through.
@@ -35,11 +33,9 @@ async def test_a_key_limit_holds_across_two_replicas_sharing_one_redis(pg_url, r
         assert {response.status_code for response in burst} == {429}
 
 
-async def test_unknown_codes_from_one_address_are_limited_across_replicas(pg_url, redis_prefix):
-    from tests.integration.conftest import REDIS_URL
-
-    settings = make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
-                             unknown_code_limit_per_address="6/hour")
+async def test_unknown_codes_from_one_address_are_limited_across_replicas(pg_url, redis_prefix, redis_target):
+    settings = make_settings(pg_url, redis_key_prefix=redis_prefix, unknown_code_limit_per_address="6/hour",
+                             **redis_target.settings)
     async with running_app(settings, None, role=None) as a, running_app(settings, None, role=None) as b:
         for n in range(4):
             assert (await a.get(f"/unknown-a{n}")).status_code == 404

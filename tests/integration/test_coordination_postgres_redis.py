@@ -12,7 +12,6 @@ import time
 import uuid
 
 import pytest
-import redis.asyncio as redis
 from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.engine import make_url
 
@@ -23,28 +22,18 @@ from tests.integration.conftest import ADMIN_URL, REDIS_URL, _admin
 from tests.support import make_settings, migrate, running_app
 
 
-@pytest.fixture(scope="module")
-def own_pg_url():
-    """A database of this module's own: 100,000 links and a drill table would disturb the shared one."""
-    name = f"linkgate_coord_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))  # a generated name, never input
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(migrate(url))
-    yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture
-async def real_redis():
-    client = redis.Redis.from_url(REDIS_URL)
+async def real_redis(redis_target):
+    """A client of each Redis target in turn (the single Redis, the cluster)."""
+    client = redis_target.client()
     yield client
     await client.aclose()
 
 
-async def test_of_two_contenders_exactly_one_gets_the_lock(real_redis, redis_prefix):
+async def test_of_two_contenders_exactly_one_gets_the_lock(real_redis, redis_prefix, redis_target):
     for round_ in range(20):
         a = FencedLock(real_redis, f"race{round_}", prefix=redis_prefix, ttl_seconds=5)
-        b = FencedLock(redis.Redis.from_url(REDIS_URL), f"race{round_}", prefix=redis_prefix, ttl_seconds=5)
+        b = FencedLock(redis_target.client(), f"race{round_}", prefix=redis_prefix, ttl_seconds=5)
         won = await asyncio.gather(a.acquire(), b.acquire())
         assert sum(held is not None for held in won) == 1
         await b.redis.aclose()
@@ -67,13 +56,15 @@ HOLDER = textwrap.dedent("""
     import asyncio, sys
     import redis.asyncio as redis
     from sqlalchemy import insert, update
+    from redis.asyncio.cluster import RedisCluster
     from service.coordination.lock import FencedLock, FenceRejected, LockLost, check_fence
     from service.store import sql
     from tests.integration.test_coordination_postgres_redis import DRILL
 
-    async def main(db_url, redis_url, prefix):
+    async def main(db_url, redis_url, prefix, cluster):
         db = sql.Database.open(db_url)
-        lock = FencedLock(redis.Redis.from_url(redis_url), "drill", prefix=prefix, ttl_seconds=0.5)
+        client = (RedisCluster if cluster == "cluster" else redis.Redis).from_url(redis_url)
+        lock = FencedLock(client, "drill", prefix=prefix, ttl_seconds=0.5)
         try:
             async with lock.hold() as held:
                 print("fence", held.fence, flush=True)
@@ -95,15 +86,16 @@ HOLDER = textwrap.dedent("""
 DRILL = Table("lock_drill", MetaData(), Column("holder", String(16)))
 
 
-async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(own_pg_url, redis_prefix, real_redis):
-    pg_url = own_pg_url
+async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(pg_url, redis_prefix, real_redis,
+                                                                        redis_target):
     db = sql.Database.open(pg_url)
     async with db.transaction() as session:
         await session.run_sync(lambda s: DRILL.create(s.connection(), checkfirst=True))
         await session.execute(DRILL.delete())
         await session.execute(DRILL.insert().values(holder="nobody"))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    first = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url, REDIS_URL, redis_prefix],
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url, redis_target.url, redis_prefix,
+                              redis_target.name],
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert first.stdout.readline().split() == ["fence", "1"]
@@ -135,11 +127,25 @@ async def test_a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes(own_pg_
     with pytest.raises(FenceRejected):
         async with db.transaction() as session:
             await check_fence(session=session, name=redis_prefix + "drill", fence=1)
+    async with db.transaction() as session:  # not the models' table: the schema test must not meet it
+        await session.run_sync(lambda s: DRILL.drop(s.connection(), checkfirst=True))
     await db.close()
+
+
+@pytest.fixture(scope="module")
+def own_pg_url():
+    """A database of this test's own: 100,000 links would slow every later test of the shared one."""
+    name = f"linkgate_coord_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))  # a generated name, never input
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(migrate(url))
+    yield url
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def test_100000_links_expiring_at_spread_times_each_say_gone_once_within_seconds(own_pg_url, redis_prefix):
     settings = make_settings(own_pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
                              expiry_interval_seconds=0.5)
     async with running_app(settings, None) as client:
-        print("expiry timers:", await expire_many(client, settings, count=100_000, spread=40.0, bound=5.0, lead=15.0))
+        print("expiry timers:", await expire_many(client, settings, count=100_000, spread=40.0, bound=5.0,
+                                                  lead=15.0))

@@ -22,8 +22,9 @@ async def test_what_a_visitor_gets_on_postgres_and_redis(pg_url, redis_prefix, s
         await lifecycle_table.check_case(client, state, fallback, gone_url)
 
 
-async def test_200_visitors_over_two_replicas_get_exactly_25_redirects_of_a_link_limited_to_25(pg_url, redis_prefix):
-    settings = make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+async def test_200_visitors_over_two_replicas_get_exactly_25_redirects_of_a_link_limited_to_25(
+        pg_url, redis_prefix, redis_target):
+    settings = make_settings(pg_url, redis_key_prefix=redis_prefix, **redis_target.settings)
     async with running_app(settings, None) as a, running_app(settings, None) as b:
         code = (await a.post("/api/v1/links", json={"url": "https://example.com/seat", "max_visits": 25})).json()["code"]
         answers = await asyncio.gather(*((a if n % 2 else b).get(f"/{code}", headers=BROWSER) for n in range(200)))
@@ -35,15 +36,13 @@ async def test_200_visitors_over_two_replicas_get_exactly_25_redirects_of_a_link
         assert (shown["visits_counted"], shown["status"]) == (25, "exhausted")
 
 
-async def test_a_limit_survives_a_redis_flush_on_real_redis(pg_url, redis_prefix):
-    import redis.asyncio as redis
-
-    settings = make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+async def test_a_limit_survives_a_redis_flush_on_real_redis(pg_url, redis_prefix, redis_target):
+    settings = make_settings(pg_url, redis_key_prefix=redis_prefix, **redis_target.settings)
     async with running_app(settings, None) as client:
         code = (await client.post("/api/v1/links", json={"url": "https://example.com/f", "max_visits": 3})).json()["code"]
         assert [(await client.get(f"/{code}", headers=BROWSER)).status_code for _ in range(2)] == [302, 302]
         await client.app.state.visit_limits.flush()
-        raw = redis.Redis.from_url(REDIS_URL)
+        raw = redis_target.client()
         try:
             keys = [key async for key in raw.scan_iter(match=f"{redis_prefix}*")]
             await raw.delete(*keys)  # this test's keys only: the same as a flush, for it

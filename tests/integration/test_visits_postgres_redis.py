@@ -11,12 +11,11 @@ import time
 
 import httpx
 import pytest
-import redis.asyncio as redis
 
+from service.app import open_redis
 from service.visits import aggregates
 from service.visits.consumer import VisitConsumer
 from tests.api.test_serve import _start, free_port
-from tests.integration.conftest import REDIS_URL
 from tests.support import make_settings, running_app
 
 pytestmark = pytest.mark.integration
@@ -25,14 +24,14 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.
 
 
 @pytest.fixture
-def settings(pg_url, redis_prefix):
+def settings(pg_url, redis_prefix, redis_target):
     # As in production: the servers record, consumers of their own fold.
-    return make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
+    return make_settings(pg_url, redis_key_prefix=redis_prefix, **redis_target.settings,
                          visits_consumer_in_process=False, visits_claim_idle_seconds=1.0)
 
 
 def consumer(settings, app, name: str, **overrides) -> VisitConsumer:
-    return VisitConsumer.from_settings(settings, redis=redis.Redis.from_url(REDIS_URL), db=app.state.db, name=name,
+    return VisitConsumer.from_settings(settings, redis=open_redis(settings), db=app.state.db, name=name,
                                        **overrides)
 
 
@@ -133,10 +132,11 @@ async def test_a_consumer_killed_mid_batch_leaves_its_entries_to_another_that_co
             await c._redis.aclose()
 
 
-def test_sigterm_of_a_server_right_after_a_burst_loses_no_visit(pg_url, redis_prefix, tmp_path):
+def test_sigterm_of_a_server_right_after_a_burst_loses_no_visit(pg_url, redis_prefix, redis_target, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")}
     env.update({
-        "LINKGATE_DATABASE_URL": pg_url, "LINKGATE_REDIS_URL": REDIS_URL, "LINKGATE_REDIS_KEY_PREFIX": redis_prefix,
+        "LINKGATE_DATABASE_URL": pg_url, "LINKGATE_REDIS_URL": redis_target.url,
+        "LINKGATE_REDIS_CLUSTER": str(redis_target.cluster).lower(), "LINKGATE_REDIS_KEY_PREFIX": redis_prefix,
         "LINKGATE_HASHIDS_SALT": "serve-test", "LINKGATE_LOG_LEVEL": "warning",
         "LINKGATE_VISITS_CONSUMER_IN_PROCESS": "false",
     })
@@ -161,7 +161,7 @@ def test_sigterm_of_a_server_right_after_a_burst_loses_no_visit(pg_url, redis_pr
     assert folded.returncode == 0, folded.stdout + folded.stderr
 
     async def count() -> int:
-        settings = make_settings(pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+        settings = make_settings(pg_url, redis_key_prefix=redis_prefix, **redis_target.settings)
         async with running_app(settings, None) as client:
             return (await client.get(f"/api/v1/links/{code}")).json()["visits"]
 
