@@ -51,6 +51,21 @@ async def running_app(settings: Settings, redis_client, *, role: str | None = "a
     None: no key) with every request; `client.key` is that key.
     """
     app = create_app(settings, redis_client=redis_client, configure_logs=False, tune_gc=False)
+    _RUNNING[0] += 1
+    try:
+        async with _serving(app, role) as client:
+            yield client
+    finally:
+        _RUNNING[0] -= 1
+    if not _RUNNING[0]:  # (an app inside another's test: the outer one's tasks are still its own)
+        await _no_task_left_behind()
+
+
+_RUNNING = [0]
+
+
+@contextlib.asynccontextmanager
+async def _serving(app, role):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -61,3 +76,30 @@ async def running_app(settings: Settings, redis_client, *, role: str | None = "a
                 client.key = await make_key(app, name, role)  # type: ignore[attr-defined]
                 client.headers.update(bearer(client.key))
             yield client
+
+
+async def _no_task_left_behind(seconds: float = 5.0) -> None:
+    """After an app's shutdown, cancel what is left (a cancel can be lost), bounded, and name it.
+
+    pytest-asyncio's runner waits without a bound for every task of the loop;
+    one that swallowed its cancel would hang the session instead of failing.
+    """
+    import asyncio
+    import sys
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        left = {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}
+        left = {t for t in left if "_function_scoped_runner" not in repr(t)}
+        if not left or loop.time() > deadline:
+            break
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=0.1)
+    for task in left:
+        # Named loudly, then let go of: the runner would otherwise wait on it for ever
+        # (seen with an aiosqlite close and with fakeredis commands that swallowed a cancel).
+        print(f"task left after the app's shutdown: {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+        asyncio.tasks._unregister_task(task)
