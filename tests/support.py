@@ -78,6 +78,16 @@ async def _serving(app, role):
             yield client
 
 
+# Tasks an app (or its clients and drivers) starts, by where their coroutine lives:
+# never the test's own, nor the runner's or a portal's (anyio, pytest-asyncio).
+_APP_CODE = ("/service/", "/sqlalchemy/", "/aiosqlite/", "/fakeredis/", "/redis/")
+
+
+def _of_app(task) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and any(part in code.co_filename for part in _APP_CODE)
+
+
 async def _no_task_left_behind(seconds: float = 5.0) -> None:
     """After an app's shutdown, cancel what is left (a cancel can be lost), bounded, and name it.
 
@@ -90,8 +100,7 @@ async def _no_task_left_behind(seconds: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
-        left = {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}
-        left = {t for t in left if "_function_scoped_runner" not in repr(t)}
+        left = {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done() and _of_app(t)}
         if not left or loop.time() > deadline:
             break
         for task in left:
