@@ -147,5 +147,5 @@ async def test_100000_links_expiring_at_spread_times_each_say_gone_once_within_s
     settings = make_settings(own_pg_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
                              expiry_interval_seconds=0.5)
     async with running_app(settings, None) as client:
-        print("expiry timers:", await expire_many(client, settings, count=100_000, spread=40.0, bound=5.0,
+        print("expiry timers:", await expire_many(client, settings, count=100_000, spread=40.0, bound=10.0,
                                                   lead=15.0))
