@@ -296,8 +296,9 @@ class Settings(BaseSettings):
         ),
     )
     visits_consumer_batch: int = Field(
-        10_000, ge=1, le=100_000,
-        description="Visit events a consumer folds in one SQL transaction at most (more: fewer, larger upserts).",
+        50_000, ge=1, le=100_000,
+        description="Visit events a consumer folds in one SQL transaction at most (more: fewer, larger upserts; "
+        "a batch is only as large as what waits in the stream).",
     )
     visits_claim_idle_seconds: float = Field(
         30.0, ge=1,
