@@ -83,7 +83,7 @@ class LinkChanges:
                     await self.redis.publish(self.channel, " ".join(codes[start:start + CODES_PER_MESSAGE]))
         except _REDIS_DOWN as exc:
             metrics.REDIS_ERRORS.labels(operation="publish").inc()
-            log.warning("link changes not published: %s", exc)
+            log.warning("link changes not published: %s: %s", type(exc).__name__, exc)
             return False
         return True
 
