@@ -99,6 +99,10 @@ class WorkloadResult:
     # The ceiling measured right before and right after this run (their mean): on a
     # shared machine the load moves within minutes, so each ratio uses its neighbours.
     ceiling_rps: float | None = None
+    # The same requests again at half this run's rate (wrk pausing between a
+    # connection's requests): the latency below saturation, which the p99
+    # target is held to (see p99_of).
+    paced: WrkResult | None = None
 
     @property
     def errors(self) -> int | None:
@@ -139,6 +143,69 @@ def ratio(rps: float, ceiling: float | None) -> float | None:
     return rps / ceiling
 
 
+def merged_wrk(a: WrkResult, b: WrkResult) -> WrkResult:
+    """Two wrk runs of the same requests as one: requests and time added, the worse of each percentile
+    (percentiles cannot be added up; the worse one is the honest bound)."""
+    requests, duration = a.requests + b.requests, a.duration_s + b.duration_s
+    both = a.distinct_paths is not None and b.distinct_paths is not None
+    return WrkResult(
+        requests=requests,
+        duration_s=duration,
+        requests_per_s=requests / duration if duration else 0.0,
+        latency_avg_ms=(a.latency_avg_ms * a.requests + b.latency_avg_ms * b.requests) / max(requests, 1),
+        latency_max_ms=max(a.latency_max_ms, b.latency_max_ms),
+        p50_ms=max(a.p50_ms, b.p50_ms),
+        p75_ms=max(a.p75_ms, b.p75_ms),
+        p90_ms=max(a.p90_ms, b.p90_ms),
+        p99_ms=max(a.p99_ms, b.p99_ms),
+        connect_errors=a.connect_errors + b.connect_errors,
+        read_errors=a.read_errors + b.read_errors,
+        write_errors=a.write_errors + b.write_errors,
+        timeouts=a.timeouts + b.timeouts,
+        non_2xx_3xx=a.non_2xx_3xx + b.non_2xx_3xx,
+        # A lower bound of the paths the two sent (their union is not known).
+        distinct_paths=max(a.distinct_paths, b.distinct_paths) if both else None,
+    )
+
+
+def merged(first: WorkloadResult, second: WorkloadResult) -> WorkloadResult:
+    """The two halves of a workload run in A-B-B-A order (see bench/run.py) as one result."""
+    if first.wrk is None or first.error is not None:
+        return first
+    if second.wrk is None or second.error is not None:
+        return second
+    verification = None
+    if first.verification is not None or second.verification is not None:
+        parts = [v for v in (first.verification, second.verification) if v is not None]
+        verification = Verification(
+            checked=sum(v.checked for v in parts), failed=sum(v.failed for v in parts),
+            examples=[e for v in parts for e in v.examples][:5],
+        )
+    statuses = [r.unexpected_statuses for r in (first, second) if r.unexpected_statuses is not None]
+    return WorkloadResult(
+        key=first.key,
+        title=first.title,
+        wrk=merged_wrk(first.wrk, second.wrk),
+        unexpected_statuses=sum(statuses) if statuses else None,
+        verification=verification,
+        checks=first.checks + second.checks,
+    )
+
+
+def p99_of(result: WorkloadResult) -> float | None:
+    """The p99 a redirect workload's target is held to: its paced run's, when it had one.
+
+    At saturation wrk's 64 connections always have a request waiting, so the
+    mean latency is connections / throughput (Little's law) and the p99 is a
+    multiple of it: a measure of the queue wrk builds, not of the service. The
+    bare-ASGI ceiling itself passes 10 ms so on a slow machine. The paced
+    run offers half the load the workload reached, where a visitor's latency
+    is the service's own; the saturated p99 is shown beside it.
+    """
+    run = result.paced if result.paced is not None else result.wrk
+    return None if run is None else run.p99_ms
+
+
 def judge(result: WorkloadResult, ceiling: float | None, *, postgres: bool) -> Verdict:
     """met / not met against the workload's target; FAILED when it did not run or answered wrong.
 
@@ -168,8 +235,10 @@ def judge(result: WorkloadResult, ceiling: float | None, *, postgres: bool) -> V
             reasons.append("no ceiling measured")
         elif measured < target.min_ratio:
             reasons.append(f"ratio {measured:.2f} < {target.min_ratio:.2f}")
-    if target.max_p99_ms is not None and wrk.p99_ms > target.max_p99_ms:
-        reasons.append(f"p99 {wrk.p99_ms:.1f} ms > {target.max_p99_ms:g} ms")
+    p99 = p99_of(result)
+    if target.max_p99_ms is not None and p99 is not None and p99 > target.max_p99_ms:
+        paced = "paced " if result.paced is not None else ""
+        reasons.append(f"{paced}p99 {p99:.1f} ms > {target.max_p99_ms:g} ms")
     if target.min_rps is not None and wrk.requests_per_s < target.min_rps:
         reasons.append(f"{wrk.requests_per_s:,.0f}/s < {target.min_rps:,.0f}/s")
     if target.needs_postgres and not postgres:
@@ -291,7 +360,10 @@ def workload_table(
                 result.title,
                 fmt_rps(wrk.requests_per_s),
                 fmt_ms(wrk.p50_ms),
-                fmt_ms(wrk.p99_ms),
+                fmt_ms(wrk.p99_ms) + (
+                    f" (paced at {fmt_rps(result.paced.requests_per_s)}/s: p50 {fmt_ms(result.paced.p50_ms)}, "
+                    f"p99 {fmt_ms(result.paced.p99_ms)})" if result.paced is not None else ""
+                ),
                 f"{result.errors:,}",
                 f"{wrk.non_2xx_3xx:,}",
                 fmt_rps(reference) if reference else "-",
@@ -372,12 +444,15 @@ def summary_table(workloads: list[WorkloadResult], ceiling: float | None, *, pos
         if not result.key.endswith(LOG_OFF) and TARGETS.get(result.key, Target("")).max_p99_ms is not None
     ]
     if redirects:
-        slow = [r for r in redirects if r.wrk is None or r.wrk.p99_ms > MAX_P99_MS]
-        measured = ", ".join(f"{r.key} {fmt_ms(r.wrk.p99_ms) if r.wrk else '-'}" for r in redirects)
+        slow = [r for r in redirects if r.wrk is None or (p99_of(r) or 0.0) > MAX_P99_MS]
+        measured = ", ".join(f"{r.key} {fmt_ms(p99_of(r)) if r.wrk else '-'}" for r in redirects)
         state = NOT_MET if slow else MET
         if any(r.wrk is None for r in redirects):
             state = FAILED
-        lines.append(f"| p99, every redirect workload | <= {MAX_P99_MS:g} ms | {measured} | {state} |")
+        label = "p99, every redirect workload"
+        if any(r.paced is not None for r in redirects):
+            label += " (at half the rate it reached; saturated p99 in the tables below)"
+        lines.append(f"| {label} | <= {MAX_P99_MS:g} ms | {measured} | {state} |")
     return lines
 
 

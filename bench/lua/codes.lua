@@ -8,6 +8,11 @@ local seen = {}
 distinct = 0 -- global: done() reads it through thread:get
 
 function init(args)
+  -- BENCH_PAUSE_MS (the bench's paced runs): each connection waits that long between requests
+  local pause = tonumber(os.getenv("BENCH_PAUSE_MS") or "") or 0
+  if pause > 0 then
+    delay = function() return pause end
+  end
   local suffix = args[2] or ""
   for line in io.lines(args[1]) do
     if #line > 0 then

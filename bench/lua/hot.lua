@@ -3,6 +3,11 @@
 local req
 
 function init(args)
+  -- BENCH_PAUSE_MS (the bench's paced runs): each connection waits that long between requests
+  local pause = tonumber(os.getenv("BENCH_PAUSE_MS") or "") or 0
+  if pause > 0 then
+    delay = function() return pause end
+  end
   local headers = {}
   if args[2] ~= nil and args[2] ~= "" then headers["User-Agent"] = args[2] end
   req = wrk.format("GET", "/" .. args[1], headers)

@@ -126,6 +126,46 @@ def test_the_summary_is_the_issues_table_of_targets():
     assert len(lines) == 7
 
 
+
+def test_a_paced_run_is_what_the_p99_target_is_held_to():
+    saturated = workload("hot", 9_000, wrk_kwargs={"p99": 18.0})
+    assert report.judge(saturated, CEILING, postgres=True).reasons == ["p99 18.0 ms > 10 ms"]
+    calm = dataclasses.replace(saturated, paced=wrk_result(4_500, p99=3.0))
+    assert report.p99_of(calm) == 3.0
+    assert report.judge(calm, CEILING, postgres=True).state == report.MET
+    stalled = dataclasses.replace(saturated, paced=wrk_result(4_500, p99=10.5))
+    assert report.judge(stalled, CEILING, postgres=True).reasons == ["paced p99 10.5 ms > 10 ms"]
+    lines = report.summary_table([calm, workload("uniform", 5_000, wrk_kwargs={"p99": 4.0})], CEILING, postgres=True)
+    assert lines[-1] == (
+        "| p99, every redirect workload (at half the rate it reached; saturated p99 in the tables below) "
+        "| <= 10 ms | hot 3.00 ms, uniform 4.00 ms | met |"
+    )
+    table, _ = report.workload_table([], [calm], postgres=True)
+    assert "18.0 ms (paced at 4,500/s: p50 1.00 ms, p99 3.00 ms)" in table[-1]
+
+
+def test_the_halves_of_an_on_off_off_on_run_add_up_to_one_result():
+    first = workload("hot", 8_000, wrk=wrk_result(8_000, p99=6.0, requests=40_000, timeouts=1),
+                     verification=verified(200, failed=1), unexpected_statuses=2)
+    second = workload("hot", 6_000, wrk=wrk_result(6_000, p99=9.0, requests=30_000),
+                      verification=verified(200), unexpected_statuses=0)
+    both = report.merged(first, second)
+    assert both.wrk.requests == 70_000 and both.wrk.duration_s == 20.0
+    assert both.wrk.requests_per_s == 3_500.0  # requests over the time of both halves
+    assert (both.wrk.p50_ms, both.wrk.p99_ms) == (3.0, 9.0)  # the worse half's percentiles
+    assert both.wrk.timeouts == 1 and both.unexpected_statuses == 2
+    assert (both.verification.checked, both.verification.failed) == (400, 1)
+    failed = dataclasses.replace(second, wrk=None, error="wrk exited with 1")
+    assert report.merged(first, failed) is failed
+
+
+def test_the_lookups_of_two_halves_are_one_row():
+    rows = [("hot", {"local": 90.0, "redis": 10.0}), ("hot, access log off", {"local": 5.0}),
+            ("hot", {"local": 10.0, "sql": 1.0})]
+    assert run._merge_lookups(rows) == [("hot", {"local": 100.0, "redis": 10.0, "sql": 1.0}),
+                                        ("hot, access log off", {"local": 5.0})]
+
+
 # --- the settings the service runs with -------------------------------------------
 
 
