@@ -526,8 +526,11 @@ def render(report: Report) -> tuple[str, int]:
         "",
         *log_off,
         "",
-        "Each redirect workload runs twice, right after each other, between the same two ceiling runs: on a "
-        "service process with the production settings, then on one with LINKGATE_ACCESS_LOG=false.",
+        "Between the same two ceiling runs, each redirect workload runs on a service process with the "
+        "production settings and on a twin with LINKGATE_ACCESS_LOG=false, in halves: on, off, off, on "
+        "(unknown codes: on, then off, whole runs); each figure adds up its two halves (requests over time; "
+        "the worse half's percentiles). The production process then runs it once more, paced at about half "
+        "its rate: the p99 target is judged on that run.",
         "",
         "## Redirects and creates under wrk",
         "",
