@@ -234,7 +234,7 @@ def judge(result: WorkloadResult, ceiling: float | None, *, postgres: bool) -> V
         if measured is None:
             reasons.append("no ceiling measured")
         elif measured < target.min_ratio:
-            reasons.append(f"ratio {measured:.2f} < {target.min_ratio:.2f}")
+            reasons.append(f"ratio {below(measured, target.min_ratio)}")
     p99 = p99_of(result)
     if target.max_p99_ms is not None and p99 is not None and p99 > target.max_p99_ms:
         paced = "paced " if result.paced is not None else ""
@@ -262,7 +262,7 @@ def judge_log_on_vs_off(on: WorkloadResult, off: WorkloadResult | None) -> tuple
         return None, Verdict(FAILED, ["a run is missing"])
     measured = on.wrk.requests_per_s / off.wrk.requests_per_s if off.wrk.requests_per_s else 0.0
     if measured < MIN_LOG_ON_VS_OFF:
-        return measured, Verdict(NOT_MET, [f"{measured:.2f} < {MIN_LOG_ON_VS_OFF:.2f}"])
+        return measured, Verdict(NOT_MET, [below(measured, MIN_LOG_ON_VS_OFF)])
     return measured, Verdict(MET)
 
 
@@ -287,11 +287,19 @@ def judge_scaling(small: WorkloadResult | None, large: WorkloadResult | None) ->
         return Verdict(FAILED, ["a run failed"])
     measured = scaling_ratio(small.wrk.requests_per_s, large.wrk.requests_per_s)
     if measured < MIN_SCALING_RATIO:
-        return Verdict(NOT_MET, [f"{measured:.2f} < {MIN_SCALING_RATIO:.2f}"])
+        return Verdict(NOT_MET, [below(measured, MIN_SCALING_RATIO)])
     return Verdict(MET)
 
 
 # --- formatting ----------------------------------------------------------------
+
+
+def below(measured: float, target: float) -> str:
+    """"measured < target", with as many decimals as it takes to tell them apart (0.898 < 0.90, not 0.90 < 0.90)."""
+    digits = 2
+    while digits < 4 and f"{measured:.{digits}f}" == f"{target:.{digits}f}":
+        digits += 1
+    return f"{measured:.{digits}f} < {target:.2f}"
 
 
 def fmt_rps(value: float) -> str:

@@ -90,6 +90,20 @@ def test_the_access_log_may_cost_at_most_a_tenth_of_a_workloads_speed(on, off, s
     assert verdict.state == state
 
 
+@pytest.mark.parametrize(
+    ("measured", "target", "text"),
+    [
+        pytest.param(0.898, 0.90, "0.898 < 0.90", id="rounds-to-the-target"),
+        pytest.param(0.8999, 0.90, "0.8999 < 0.90", id="closer-still"),
+        pytest.param(0.62, 0.70, "0.62 < 0.70", id="plainly-below"),
+    ],
+)
+def test_a_figure_just_under_its_target_is_shown_with_the_digits_that_tell_them_apart(measured, target, text):
+    assert report.below(measured, target) == text
+    _, verdict = report.judge_log_on_vs_off(workload("hot", measured * 10_000), workload("hot_log_off", 10_000))
+    assert (verdict.state, verdict.reasons) == (report.NOT_MET, [report.below(measured, 0.90)])
+
+
 def test_a_missing_run_with_the_access_log_off_fails_the_comparison():
     crashed = WorkloadResult(key="uniform_log_off", title="uniform, access log off", error="wrk exited with 1")
     assert report.judge_log_on_vs_off(workload("uniform", 5_000), crashed)[1].state == report.FAILED
