@@ -572,13 +572,14 @@ async def run(config: Config) -> int:
         seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
         pool_size = config.unknown_codes + verify_n
         unknown_all = seed.unknown_codes(
-            seeded.codes, 2 * pool_size, alphabet=bench.settings(main).hashids_alphabet, rng=bench.rng,
+            seeded.codes, 2 * pool_size + config.unknown_codes, alphabet=bench.settings(main).hashids_alphabet, rng=bench.rng,
         )
         bench.rng.shuffle(unknown_all)
         # wrk draws from the pool; the check after it asks for codes wrk never sent;
-        # the run with the access log off gets codes of its own
+        # the run with the access log off, and the paced run, get codes of their own
         unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes : pool_size]
-        off_all = unknown_all[pool_size:]
+        off_all = unknown_all[pool_size : 2 * pool_size]
+        unknown_paced = unknown_all[2 * pool_size :]
         unknown_off_pool, unknown_off_checked = off_all[: config.unknown_codes], off_all[config.unknown_codes :]
         access = await seed.bench_access(bench.settings(main), f"{started:%Y%m%d%H%M%S}")
         data = workloads.Data(
@@ -597,6 +598,7 @@ async def run(config: Config) -> int:
             unknown_off_file=seed.write_codes(workdir / "unknown-off.txt", unknown_off_pool),
             unknown_off_pool=unknown_off_pool,
             unknown_off_checked=unknown_off_checked,
+            unknown_paced_file=seed.write_codes(workdir / "unknown-paced.txt", unknown_paced),
             access=access,
         )
         figures.append(Figure(
@@ -673,7 +675,9 @@ async def run(config: Config) -> int:
                     if row.redirect and server_off is not None:
                         runs.append(await off())
                 if row.redirect and runs[0].wrk is not None and runs[0].error is None:
-                    runs[0].paced = await bench.paced(server, script, args, row.key, runs[0].wrk.requests_per_s)
+                    runs[0].paced = await bench.paced(
+                        server, script, (row.args_paced or row.args)(data), row.key, runs[0].wrk.requests_per_s
+                    )
                 after = await ceiling_run(script, args)
                 for result in runs:
                     result.ceiling_rps = report.adjacent_ceiling(before, after)
@@ -726,7 +730,8 @@ async def run(config: Config) -> int:
             f"compared with the distinct codes asked for: those wrk sent (bench/lua/codes.lua counts them) "
             f"plus {len(data.unknown_checked)} codes outside the pool that the check after the run asks for. The "
             "run with the access log off draws from a second pool (and checks codes) of its own, and its process "
-            "shares the count, which covers both. The service's Redis-miss counter is shown too."
+            "shares the count, which covers both; the paced run after the first draws from a third pool, whose "
+            "distinct codes are counted too. The service's Redis-miss counter is shown too."
         )
     order = {key: n for n, key in enumerate(workloads.DISPLAY_ORDER)}
 
@@ -830,10 +835,12 @@ def _sql_lookup_checks(
 ) -> list[Check]:
     """At most one SQL lookup per unknown code per miss-TTL: wrk's distinct codes plus the checked ones.
 
-    `runs`: the wrk runs the SQL counts span (each with codes of its own).
+    `runs`: the wrk runs the SQL counts span, with their paced runs (each with codes of its own).
     """
     runs = runs if isinstance(runs, list) else [runs]
     sent = [run.wrk.distinct_paths if run.wrk else None for run in runs]
+    # A paced run draws from a pool of its own (workloads.Data.unknown_paced_file).
+    sent += [run.paced.distinct_paths for run in runs if run.paced is not None]
     distinct = None if None in sent else sum(sent)
     if distinct is None:
         return [Check("wrk did not report the distinct codes it sent", False)]

@@ -41,6 +41,10 @@ class Data:
     unknown_off_file: Path
     unknown_off_pool: list[str]
     unknown_off_checked: list[str]
+    # The paced run after it (the p99 at half the rate) draws from a third pool:
+    # codes the first run did not send would otherwise cost SQL loads that none
+    # of the counted runs' distinct codes account for.
+    unknown_paced_file: Path
     # The admin key the create workload sends, and the link with max_visits.
     access: seed.Access
 
@@ -74,6 +78,8 @@ class Workload:
     redirect: bool = True
     args_log_off: Callable[[Data], list[str]] | None = None
     check_log_off: Callable[[Data, str], Awaitable[Verification]] | None = None
+    # The paced run's arguments, when they differ from `args`.
+    args_paced: Callable[[Data], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ WORKLOADS: tuple[Workload, ...] = (
         check=lambda d, url: verify.not_found(url, d.unknown_checked),
         process="service-unknown",
         args_log_off=lambda d: [str(d.unknown_off_file), "", d.random_seed()],
+        args_paced=lambda d: [str(d.unknown_paced_file), "", d.random_seed()],
         check_log_off=lambda d, url: verify.not_found(url, d.unknown_off_checked),
     ),
     Workload(

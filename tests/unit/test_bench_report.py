@@ -461,3 +461,13 @@ def test_sql_lookups_spanning_both_unknown_code_runs_are_held_to_both_runs_codes
     assert not run._sql_lookup_checks(runs, (0, 0), (2_401, 0), [2_300], extra_codes=400, loads_per_code=1)[0].passed
     assert not run._sql_lookup_checks([runs[0], unknown_run(None)], (0, 0), (0, 0), [0], extra_codes=0,
                                       loads_per_code=1)[0].passed
+
+
+def test_the_paced_runs_codes_are_counted_with_the_runs_it_follows():
+    """The paced run draws unknown codes from a pool of its own: its SQL loads are allowed, and only those."""
+    first = unknown_run(1_000)
+    first.paced = dataclasses.replace(wrk_result(1_500), distinct_paths=300)
+    passed = run._sql_lookup_checks([first], (0, 0), (1_500, 0), [1_500], extra_codes=200, loads_per_code=1)
+    assert passed[0].passed and "1 x 1,500" in passed[0].text
+    assert not run._sql_lookup_checks([first], (0, 0), (1_501, 0), [1_500], extra_codes=200,
+                                      loads_per_code=1)[0].passed
