@@ -24,8 +24,12 @@ migrate: install
 run: migrate
 	$(BIN)/python -m service serve
 
+# Two pytest workers (pytest-xdist): much of the suite waits on servers,
+# stores and drills it starts, so two share a 2-core machine well.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/api -x -q
