@@ -26,7 +26,6 @@ count.
 from __future__ import annotations
 
 import calendar
-from collections import defaultdict
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
@@ -247,9 +246,14 @@ async def link_ids(*, session: AsyncSession, codes: list[str]) -> dict[str, int]
 # --- reading ------------------------------------------------------------------
 
 
+async def _rows(session: AsyncSession, query) -> list:
+    """A Core query's rows on the session's connection: plain tuples, without the ORM's result layer."""
+    return (await (await session.connection()).execute(query)).all()
+
+
 async def days(*, session: AsyncSession, link_id: int, start: date, end: date) -> list[tuple]:
     """(day, visits, bots, visitors, bot_visitors) of each day with visits, in order."""
-    rows = await session.execute(
+    rows = await _rows(session,
         select(VisitDay.day, VisitDay.visits, VisitDay.bots, VisitDay.visitors, VisitDay.bot_visitors)
         .where(VisitDay.link_id == link_id, VisitDay.day >= start, VisitDay.day <= end)
         .order_by(VisitDay.day)
@@ -276,26 +280,29 @@ def split_by_months(start: date, end: date) -> tuple[tuple[date, date] | None, l
 
 
 async def breakdowns(*, session: AsyncSession, link_id: int, start: date, end: date) -> dict[str, dict[str, list[int]]]:
-    """dimension -> value -> [visits, bots] over [start, end]: whole months from the monthly rows."""
+    """dimension -> value -> [visits, bots] over [start, end]: whole months from the monthly rows.
+
+    One statement: the monthly and the daily rows are added up together in
+    SQL, so each value comes back once (a year of a busy link: ~1,500 rows
+    instead of one per value and source table).
+    """
     months, edges = split_by_months(start, end)
-    queries = []
+    parts = []
     if months is not None:
         table = VisitMonthBreakdown
-        queries.append(select(table.dimension, table.value, func.sum(table.visits), func.sum(table.bots))
-                       .where(table.link_id == link_id, table.month >= months[0], table.month <= months[1])
-                       .group_by(table.dimension, table.value))
+        parts.append(select(table.dimension, table.value, table.visits, table.bots)
+                     .where(table.link_id == link_id, table.month >= months[0], table.month <= months[1]))
     if edges:
         table = VisitBreakdown
-        queries.append(select(table.dimension, table.value, func.sum(table.visits), func.sum(table.bots))
-                       .where(table.link_id == link_id,
-                              or_(*(and_(table.day >= low, table.day <= high) for low, high in edges)))
-                       .group_by(table.dimension, table.value))
-    out: dict[str, dict[str, list[int]]] = defaultdict(dict)
-    for query in queries:
-        for dimension, value, humans, bots in await session.execute(query):
-            counts = out[dimension].setdefault(value, [0, 0])
-            counts[0] += int(humans or 0)
-            counts[1] += int(bots or 0)
+        parts.append(select(table.dimension, table.value, table.visits, table.bots)
+                     .where(table.link_id == link_id,
+                            or_(*(and_(table.day >= low, table.day <= high) for low, high in edges))))
+    each = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+    query = select(each.c.dimension, each.c.value, func.sum(each.c.visits), func.sum(each.c.bots)).group_by(
+        each.c.dimension, each.c.value)
+    out: dict[str, dict[str, list[int]]] = {}
+    for dimension, value, humans, bots in await _rows(session, query):
+        out.setdefault(dimension, {})[value] = [int(humans or 0), int(bots or 0)]
     return out
 
 
