@@ -58,6 +58,7 @@ from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.store import sql  # noqa: E402
 from service.store.migrate import upgrade_engine  # noqa: E402
+from service.visits.aggregates import _month_end  # noqa: E402
 from service.visits.anonymise import DailySalts  # noqa: E402
 from service.visits.consumer import VisitConsumer  # noqa: E402
 from service.visits.recorder import LINK_ID, VisitRecorder  # noqa: E402
@@ -321,6 +322,11 @@ async def seed_year(settings: Settings, link_id: int, *, total: int, today: date
         await driver.copy_records_to_table(
             "visit_month_breakdowns", records=[(*key, *value) for key, value in months.items()],
             columns=["link_id", "month", "dimension", "value", "visits", "bots"])
+        # The consumer rolls a month up once it ended more than the stream's retention (a day)
+        # and two days ago (consumer.prune): those months are read from their monthly rows.
+        closed = {month for (_, month, _, _) in months if _month_end(month) < today - timedelta(days=3)}
+        await driver.copy_records_to_table(
+            "visit_rollups", records=[(month, datetime.now(UTC)) for month in sorted(closed)], columns=["month", "rolled_at"])
         for table in ("visit_days", "visit_breakdowns", "visit_month_breakdowns"):
             await connection.execute(text(f"ANALYZE {table}"))
     await engine.dispose()

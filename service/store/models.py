@@ -239,7 +239,10 @@ class VisitBreakdown(Base):
 
 class VisitMonthBreakdown(Base):
     __tablename__ = "visit_month_breakdowns"
-    __table_args__ = {"comment": "visit_breakdowns added up per UTC month, so long ranges read few rows."}
+    __table_args__ = {
+        "comment": "visit_breakdowns added up per UTC month, so long ranges read few rows; complete for the "
+                   "months in visit_rollups only.",
+    }
 
     link_id: Mapped[int] = _link_key()
     month: Mapped[date] = mapped_column(Date, primary_key=True, comment="First day of the UTC month.")
@@ -250,6 +253,19 @@ class VisitMonthBreakdown(Base):
         String(255), primary_key=True, comment="The dimension's value, e.g. a referrer host."
     )
     visits, bots = _counts()
+
+
+class VisitRollup(Base):
+    __tablename__ = "visit_rollups"
+    __table_args__ = {
+        "comment": (
+            "Months whose visit_month_breakdowns rows were added up from visit_breakdowns once no more "
+            "events of the month could arrive; stats read the monthly rows of these months only."
+        ),
+    }
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True, comment="First day of the UTC month.")
+    rolled_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, comment="When (UTC).")
 
 
 class OrphanVisitDay(Base):

@@ -21,6 +21,15 @@ statement, not one per row count); on SQLite an executemany. Unique
 visitors: ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` into
 ``visit_visitors`` says which (link, day, visitor) are new, and only those
 count.
+
+Monthly breakdowns (what a long range reads instead of every day's rows) are
+not written by the folds: a month's are added up from its daily rows once no
+event of it can arrive any more (``roll_up``, run by the consumers' prune
+under the stream's lock, a few days after the month ends), and the month is
+noted in ``visit_rollups``. Stats read the monthly rows of rolled-up months
+only, the daily rows of every other day; a fold that meets a late event of a
+rolled-up month adds it to both. That halved the rows a fold writes per
+visit's breakdowns.
 """
 
 from __future__ import annotations
@@ -37,10 +46,10 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import (
-    Link, OrphanVisitDay, VisitBreakdown, VisitDay, VisitFold, VisitMonthBreakdown, VisitStream, VisitTotal,
-    VisitVisitor,
+    Link, OrphanVisitDay, VisitBreakdown, VisitDay, VisitFold, VisitMonthBreakdown, VisitRollup, VisitStream,
+    VisitTotal, VisitVisitor,
 )
-from .fold import DIMENSIONS, Delta
+from .fold import DIMENSIONS, SERVICE, Delta
 
 # --- writing ------------------------------------------------------------------
 
@@ -146,10 +155,16 @@ async def add(*, session: AsyncSession, delta: Delta) -> None:
         statement = _insert(session, VisitDay).from_select(
             ["link_id", "day", "visits", "bots", "visitors", "bot_visitors"], days.group_by(b.link_id, b.day))
         await session.execute(_adding(statement, ["link_id", "day"], counters))
+        # Monthly rows only for months rolled up already (events that came late): the
+        # others are added up from the daily rows once the month closes (roll_up).
+        rolled = await rolled_up(session=session, months={row[2] for row in delta.groups})
         for table, period in ((VisitBreakdown, "day"), (VisitMonthBreakdown, "month")):
+            if period == "month" and not rolled:
+                continue
+            wanted = b.month.in_(sorted(rolled)) if period == "month" else true()
             each = union_all(*(
                 select(b.link_id, b[period].label("period"), literal(dimension, String).label("dimension"),
-                       b[dimension].label("value"), b.visits, b.bot)
+                       b[dimension].label("value"), b.visits, b.bot).where(wanted)
                 for dimension in DIMENSIONS
             )).subquery()
             grouped = select(each.c.link_id, each.c.period, each.c.dimension, each.c.value,
@@ -176,6 +191,50 @@ async def add(*, session: AsyncSession, delta: Delta) -> None:
                   [(*key, *counts) for key, counts in delta.orphans.items()])
     await _upsert(session, VisitTotal.__table__, ("link_id",), ("visits", "bots"),
                   [(key, *counts) for key, counts in delta.totals.items()])
+
+
+async def rolled_up(*, session: AsyncSession, months) -> set[date]:
+    """Those of `months` (first days) whose monthly rows were rolled up."""
+    if not months:
+        return set()
+    found = await _rows(session, select(VisitRollup.month).where(VisitRollup.month.in_(sorted(months))))
+    return {month for (month,) in found}
+
+
+def next_month(month: date) -> date:
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+async def months_to_roll_up(*, session: AsyncSession, closed_before: date, limit: int = 24) -> list[date]:
+    """The months, oldest first, with visits that ended before `closed_before` and are not rolled up yet.
+
+    Read off the whole service's day rows (one per day with visits: a few
+    thousand over years), so a month that gets its first visits late is
+    found as well.
+    """
+    days = await _rows(session, select(VisitDay.day).where(VisitDay.link_id == SERVICE, VisitDay.day < closed_before))
+    rolled = {month for (month,) in await _rows(session, select(VisitRollup.month))}
+    months = {day.replace(day=1) for (day,) in days} - rolled
+    return sorted(month for month in months if _month_end(month) < closed_before)[:limit]
+
+
+async def roll_up(*, session: AsyncSession, month: date, now: datetime) -> bool:
+    """Replace the month's monthly rows by the sum of its daily rows, and note it as rolled up.
+
+    False if it was rolled up already. The caller holds the stream's lock
+    (lock_stream), so no fold adds to the month's daily rows meanwhile.
+    """
+    if await rolled_up(session=session, months={month}):
+        return False
+    await session.execute(delete(VisitMonthBreakdown).where(VisitMonthBreakdown.month == month))
+    b = VisitBreakdown
+    each = select(b.link_id, literal(month, Date).label("month"), b.dimension, b.value,
+                  func.sum(b.visits), func.sum(b.bots)).where(
+        b.day >= month, b.day <= _month_end(month)).group_by(b.link_id, b.dimension, b.value)
+    await session.execute(insert(VisitMonthBreakdown).from_select(
+        ["link_id", "month", "dimension", "value", "visits", "bots"], each))
+    await session.execute(insert(VisitRollup).values(month=month, rolled_at=now))
+    return True
 
 
 async def lock_stream(*, session: AsyncSession, stream: str, now: datetime) -> None:
@@ -280,7 +339,7 @@ def split_by_months(start: date, end: date) -> tuple[tuple[date, date] | None, l
 
 
 async def breakdowns(*, session: AsyncSession, link_id: int, start: date, end: date) -> dict[str, dict[str, list[int]]]:
-    """dimension -> value -> [visits, bots] over [start, end]: whole months from the monthly rows.
+    """dimension -> value -> [visits, bots] over [start, end]: whole months rolled up from the monthly rows.
 
     One statement: the monthly and the daily rows are added up together in
     SQL, so each value comes back once (a year of a busy link: ~1,500 rows
@@ -289,9 +348,18 @@ async def breakdowns(*, session: AsyncSession, link_id: int, start: date, end: d
     months, edges = split_by_months(start, end)
     parts = []
     if months is not None:
-        table = VisitMonthBreakdown
-        parts.append(select(table.dimension, table.value, table.visits, table.bots)
-                     .where(table.link_id == link_id, table.month >= months[0], table.month <= months[1]))
+        whole = []
+        month = months[0]
+        while month <= months[1]:
+            whole.append(month)
+            month = next_month(month)
+        rolled = await rolled_up(session=session, months=set(whole))
+        # A month not rolled up yet (this one, or one that closed a moment ago) is read by its days.
+        edges = edges + [(month, _month_end(month)) for month in whole if month not in rolled]
+        if rolled:
+            table = VisitMonthBreakdown
+            parts.append(select(table.dimension, table.value, table.visits, table.bots)
+                         .where(table.link_id == link_id, table.month.in_(sorted(rolled))))
     if edges:
         table = VisitBreakdown
         parts.append(select(table.dimension, table.value, table.visits, table.bots)

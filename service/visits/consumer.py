@@ -34,7 +34,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from .. import metrics
 from ..store import sql
@@ -347,3 +347,21 @@ class VisitConsumer:
                                                     folds_before=folds_before, visitors_before=visitors_before)
         if forgotten:
             log.info("visit consumer %s forgot %d fold records and visitor hashes", self.name, forgotten)
+        await self.roll_up(closed_before=visitors_before)
+
+    async def roll_up(self, *, closed_before: date) -> list[date]:
+        """Add up the monthly breakdowns of the months that ended before `closed_before` (no event of
+        theirs can still arrive), each in a transaction of its own under the stream's lock; returns them."""
+        async with self._db.reading() as session:
+            months = await aggregates.months_to_roll_up(session=session, closed_before=closed_before)
+        done = []
+        for month in months:
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            async with self._db.transaction() as session:
+                await aggregates.lock_stream(session=session, stream=self._stream.key, now=now)
+                if await aggregates.roll_up(session=session, month=month, now=now):
+                    done.append(month)
+        if done:
+            log.info("visit consumer %s rolled up the monthly stats of %s", self.name,
+                     ", ".join(f"{month:%Y-%m}" for month in done))
+        return done

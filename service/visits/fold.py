@@ -6,9 +6,10 @@ aggregates tell apart (referrer, country, browser, OS, device type, bot, and
 the source: ``qr`` for a visit through the link's QR code, else ``link``), the
 visitor hashes seen per (link, day), orphan visits (404, 410) per (day,
 status) and each link's total. aggregates.py hands the groups to SQL, which
-adds them up per day, per (day, dimension, value) and per (month, dimension,
-value) in a few set-based statements: a long tail of links visited once
-makes a few rows per visit, and SQL adds those up in C, not Python.
+adds them up per day and per (day, dimension, value) in a few set-based
+statements: a long tail of links visited once makes a few rows per visit,
+and SQL adds those up in C, not Python. The (month, dimension, value) rows
+are added up from the daily ones once a month closes (aggregates.roll_up).
 
 Every figure of a link is also added to link id 0, the whole service, so
 ``GET /api/v1/stats`` reads as few rows as a link's stats. Days are UTC. A

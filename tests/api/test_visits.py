@@ -349,3 +349,67 @@ async def test_the_stats_of_a_deleted_link_are_gone_with_it(client):
     assert (await client.get(f"/api/v1/links/{code}/stats")).status_code == 404
 
 
+
+
+# --- monthly roll-ups ------------------------------------------------------------------
+
+
+def at(moment: str) -> float:
+    return datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp()
+
+
+async def month_rows(app, code: str) -> dict:
+    """The link's monthly breakdown rows: (month, dimension, value) -> visits."""
+    from sqlalchemy import select
+
+    from service.store.models import Link, VisitMonthBreakdown as M
+
+    async with app.state.visit_stats.db.reading() as session:
+        rows = await session.execute(
+            select(M.month, M.dimension, M.value, M.visits).join(Link, Link.id == M.link_id).where(Link.code == code))
+        return {(month.isoformat(), dimension, value): visits for month, dimension, value, visits in rows}
+
+
+async def closed_months_roll_up_and_read_the_same(client, consumer, settle, *, year: int) -> None:
+    """Visits in February and March of `year`: no monthly rows while the months are open; a prune
+    after they closed rolls them up (once), the stats read the same, and a late visit still counts."""
+    code = await new_link(client)
+    recorder = client.app.state.visit_recorder
+    for moment, agent, referrer in ((f"{year}-02-10T10:00:00", CHROME, "https://t.co/a"),
+                                    (f"{year}-02-28T23:59:59", IPHONE, None),
+                                    (f"{year}-03-01T00:00:01", CHROME, "https://news.example/x")):
+        recorder.clock = lambda moment=moment: at(moment)
+        assert await visit(client, code, agent=agent, **({"referer": referrer} if referrer else {})) == 302
+        assert await recorder.flush()
+    await settle()
+    span = f"/api/v1/links/{code}/stats?from={year}-02-01&to={year}-03-31"
+    before = (await client.get(span)).json()
+    assert before["total"]["visits"] == 3
+    assert {r["name"]: r["visits"] for r in before["referrers"]} == {"t.co": 1, "direct": 1, "news.example": 1}
+    assert await month_rows(client.app, code) == {}  # the folds wrote daily rows only
+
+    consumer.clock = lambda: at(f"{year}-04-10T12:00:00")  # March closed more than the retention ago
+    await consumer.prune()
+    rows = await month_rows(client.app, code)
+    assert rows[(f"{year}-02-01", "browser", "Chrome")] == 1
+    assert rows[(f"{year}-02-01", "browser", "Mobile Safari")] == 1
+    assert rows[(f"{year}-03-01", "referrer", "news.example")] == 1
+    assert (await client.get(span)).json() == before
+    assert await consumer.roll_up(closed_before=datetime(year, 4, 7, tzinfo=UTC).date()) == []  # once
+
+    # A visit of February that arrives after the roll-up (held by a server while Redis was away).
+    recorder.clock = lambda: at(f"{year}-02-20T08:00:00")
+    assert await visit(client, code, referer="https://t.co/late") == 302
+    assert await recorder.flush()
+    await settle()
+    after = (await client.get(span)).json()
+    assert after["total"]["visits"] == 4
+    assert {r["name"]: r["visits"] for r in after["referrers"]} == {"t.co": 2, "direct": 1, "news.example": 1}
+    assert (await month_rows(client.app, code))[(f"{year}-02-01", "referrer", "t.co")] == 2
+    part = (await client.get(f"/api/v1/links/{code}/stats?from={year}-02-15&to={year}-03-31")).json()
+    assert {r["name"]: r["visits"] for r in part["referrers"]} == {"t.co": 1, "direct": 1, "news.example": 1}
+
+
+async def test_closed_months_roll_up_and_read_the_same(client):
+    await closed_months_roll_up_and_read_the_same(client, client.app.state.visit_consumer,
+                                                  lambda: settle(client), year=2025)

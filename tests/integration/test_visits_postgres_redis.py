@@ -16,6 +16,7 @@ from service.app import open_redis
 from service.visits import aggregates
 from service.visits.consumer import VisitConsumer
 from tests.api.test_serve import _start, free_port
+from tests.api.test_visits import closed_months_roll_up_and_read_the_same
 from tests.support import make_settings, running_app
 
 pytestmark = pytest.mark.integration
@@ -61,6 +62,19 @@ async def test_visits_go_through_the_redis_stream_into_the_postgres_aggregates(s
         assert (await client.get(f"/api/v1/links/{code}")).json()["visits"] == 30
         service = (await client.get("/api/v1/stats?include_bots=true")).json()
         assert service["total"]["visits"] >= 30 and service["orphans"][0]["status"] == 404
+        await folder._redis.aclose()
+
+
+async def test_closed_months_roll_up_and_read_the_same_on_postgres(settings, redis_target):
+    async with running_app(settings, None) as client:
+        folder = consumer(settings, client.app, "rolls")
+
+        async def settle() -> None:
+            assert await folder.drain(timeout_seconds=20)
+
+        # Months of their own: the session's database is shared with the other tests (and runs).
+        year = 2023 if redis_target.cluster else 2022
+        await closed_months_roll_up_and_read_the_same(client, folder, settle, year=year)
         await folder._redis.aclose()
 
 
