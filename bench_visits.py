@@ -58,9 +58,9 @@ from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.store import sql  # noqa: E402
 from service.store.migrate import upgrade_engine  # noqa: E402
-from service.visits.aggregates import _month_end  # noqa: E402
+from service.visits.aggregates import month_end  # noqa: E402
 from service.visits.anonymise import DailySalts  # noqa: E402
-from service.visits.consumer import VisitConsumer  # noqa: E402
+from service.visits.consumer import VisitConsumer, closed_before  # noqa: E402
 from service.visits.recorder import LINK_ID, VisitRecorder  # noqa: E402
 from service.visits.stream import VisitStream  # noqa: E402
 
@@ -322,9 +322,10 @@ async def seed_year(settings: Settings, link_id: int, *, total: int, today: date
         await driver.copy_records_to_table(
             "visit_month_breakdowns", records=[(*key, *value) for key, value in months.items()],
             columns=["link_id", "month", "dimension", "value", "visits", "bots"])
-        # The consumer rolls a month up once it ended more than the stream's retention (a day)
-        # and two days ago (consumer.prune): those months are read from their monthly rows.
-        closed = {month for (_, month, _, _) in months if _month_end(month) < today - timedelta(days=3)}
+        # The consumers roll up the months that closed (consumer.prune): those months are
+        # read from their monthly rows.
+        closed_from = closed_before(time.time(), settings.visits_stream_retention_seconds)
+        closed = {month for (_, month, _, _) in months if month_end(month) < closed_from}
         await driver.copy_records_to_table(
             "visit_rollups", records=[(month, datetime.now(UTC)) for month in sorted(closed)], columns=["month", "rolled_at"])
         for table in ("visit_days", "visit_breakdowns", "visit_month_breakdowns"):

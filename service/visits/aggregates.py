@@ -58,6 +58,11 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.bind.dialect.name == "postgresql"
 
 
+async def _rows(session: AsyncSession, query) -> list:
+    """A Core query's rows on the session's connection: plain tuples, without the ORM's result layer."""
+    return (await (await session.connection()).execute(query)).all()
+
+
 _PG_UPSERTS: dict[str, object] = {}
 
 
@@ -158,10 +163,10 @@ async def add(*, session: AsyncSession, delta: Delta) -> None:
         # Monthly rows only for months rolled up already (events that came late): the
         # others are added up from the daily rows once the month closes (roll_up).
         rolled = await rolled_up(session=session, months={row[2] for row in delta.groups})
-        for table, period in ((VisitBreakdown, "day"), (VisitMonthBreakdown, "month")):
-            if period == "month" and not rolled:
-                continue
-            wanted = b.month.in_(sorted(rolled)) if period == "month" else true()
+        periods = [(VisitBreakdown, "day", true())]
+        if rolled:
+            periods.append((VisitMonthBreakdown, "month", b.month.in_(sorted(rolled))))
+        for table, period, wanted in periods:
             each = union_all(*(
                 select(b.link_id, b[period].label("period"), literal(dimension, String).label("dimension"),
                        b[dimension].label("value"), b.visits, b.bot).where(wanted)
@@ -215,7 +220,7 @@ async def months_to_roll_up(*, session: AsyncSession, closed_before: date, limit
     days = await _rows(session, select(VisitDay.day).where(VisitDay.link_id == SERVICE, VisitDay.day < closed_before))
     rolled = {month for (month,) in await _rows(session, select(VisitRollup.month))}
     months = {day.replace(day=1) for (day,) in days} - rolled
-    return sorted(month for month in months if _month_end(month) < closed_before)[:limit]
+    return sorted(month for month in months if month_end(month) < closed_before)[:limit]
 
 
 async def roll_up(*, session: AsyncSession, month: date, now: datetime) -> bool:
@@ -230,7 +235,7 @@ async def roll_up(*, session: AsyncSession, month: date, now: datetime) -> bool:
     b = VisitBreakdown
     each = select(b.link_id, literal(month, Date).label("month"), b.dimension, b.value,
                   func.sum(b.visits), func.sum(b.bots)).where(
-        b.day >= month, b.day <= _month_end(month)).group_by(b.link_id, b.dimension, b.value)
+        b.day >= month, b.day <= month_end(month)).group_by(b.link_id, b.dimension, b.value)
     await session.execute(insert(VisitMonthBreakdown).from_select(
         ["link_id", "month", "dimension", "value", "visits", "bots"], each))
     await session.execute(insert(VisitRollup).values(month=month, rolled_at=now))
@@ -305,11 +310,6 @@ async def link_ids(*, session: AsyncSession, codes: list[str]) -> dict[str, int]
 # --- reading ------------------------------------------------------------------
 
 
-async def _rows(session: AsyncSession, query) -> list:
-    """A Core query's rows on the session's connection: plain tuples, without the ORM's result layer."""
-    return (await (await session.connection()).execute(query)).all()
-
-
 async def days(*, session: AsyncSession, link_id: int, start: date, end: date) -> list[tuple]:
     """(day, visits, bots, visitors, bot_visitors) of each day with visits, in order."""
     rows = await _rows(session,
@@ -320,14 +320,15 @@ async def days(*, session: AsyncSession, link_id: int, start: date, end: date) -
     return [tuple(row) for row in rows]
 
 
-def _month_end(month: date) -> date:
+def month_end(month: date) -> date:
+    """The last day of `month`."""
     return month.replace(day=calendar.monthrange(month.year, month.month)[1])
 
 
 def split_by_months(start: date, end: date) -> tuple[tuple[date, date] | None, list[tuple[date, date]]]:
     """The whole months within [start, end] (as their first days), and the day ranges outside them."""
-    first = start if start.day == 1 else _month_end(start) + timedelta(days=1)
-    last = end if _month_end(end) == end else end.replace(day=1) - timedelta(days=1)
+    first = start if start.day == 1 else month_end(start) + timedelta(days=1)
+    last = end if month_end(end) == end else end.replace(day=1) - timedelta(days=1)
     if first > last:
         return None, [(start, end)]
     edges = []
@@ -355,7 +356,7 @@ async def breakdowns(*, session: AsyncSession, link_id: int, start: date, end: d
             month = next_month(month)
         rolled = await rolled_up(session=session, months=set(whole))
         # A month not rolled up yet (this one, or one that closed a moment ago) is read by its days.
-        edges = edges + [(month, _month_end(month)) for month in whole if month not in rolled]
+        edges = edges + [(month, month_end(month)) for month in whole if month not in rolled]
         if rolled:
             table = VisitMonthBreakdown
             parts.append(select(table.dimension, table.value, table.visits, table.bots)

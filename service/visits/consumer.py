@@ -47,6 +47,14 @@ from .stream import GROUP, VisitStream, position, position_at
 
 log = logging.getLogger(__name__)
 
+
+def closed_before(now: float, retention_seconds: float) -> date:
+    """The first day whose events may still arrive at `now` (seconds since the epoch): every day
+    before it is closed. Events of day D arrive until the stream's retention after D ends, and a
+    while longer from a process that held them while Redis was away."""
+    keep_days = int(retention_seconds // SECONDS_PER_DAY) + 2
+    return day_date(day_of(now)) - timedelta(days=keep_days)
+
 PRUNE_EVERY_SECONDS = 600.0
 PRUNE_FIRST_SECONDS = 60.0
 CODE_CACHE_SIZE = 100_000
@@ -338,10 +346,7 @@ class VisitConsumer:
         now = self.clock()
         retention = self._stream.retention_ms / 1000
         folds_before = position_at(int((now - retention - 3600) * 1000))
-        # Events of day D can arrive until the stream's retention after D ends (and a while longer
-        # from a process that held them while Redis was away).
-        keep_days = int(retention // SECONDS_PER_DAY) + 2
-        visitors_before = day_date(day_of(now)) - timedelta(days=keep_days)
+        visitors_before = closed_before(now, retention)
         async with self._db.transaction() as session:
             forgotten = await aggregates.forget_old(session=session, stream=self._stream.key,
                                                     folds_before=folds_before, visitors_before=visitors_before)
