@@ -125,6 +125,7 @@ class Outcome:
     retry_after: str | None = None
     url: str | None = None
     code: str | None = None
+    retried: bool = False  # the first try's kept-alive connection was closed unanswered (see Load._get)
 
 
 @dataclass
@@ -140,16 +141,32 @@ class Load:
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @staticmethod
+    async def _get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, bool]:
+        """GET as a browser does: once more on a new connection if the kept-alive one closed unanswered.
+
+        A server shutting down closes its idle kept-alive connections; a request the client wrote
+        at that moment is thrown away unread (the close resets the connection) and no server can
+        answer it. RFC 9112 section 9.3.1 lets a client send an idempotent request again then, and
+        browsers do. The server never saw the first try, so a visit counted twice would still show
+        as more counted than answered.
+        """
+        try:
+            return await client.get(path), False
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            return await client.get(path), True
+
     async def _redirects(self, client: httpx.AsyncClient) -> None:
         codes = list(self.links)
         while not self._stop.is_set():
             code = random.choice(codes)
             started = time.monotonic()
             try:
-                response = await client.get(f"/{code}")
+                response, retried = await self._get(client, f"/{code}")
                 ok = response.status_code == 302 and response.headers.get("location") == self.links[code]
                 self.outcomes.append(Outcome("redirect", started, time.monotonic(), response.status_code,
-                                             None if ok else f"{response.status_code} {response.text[:80]}"))
+                                             None if ok else f"{response.status_code} {response.text[:80]}",
+                                             retried=retried))
             except httpx.HTTPError as exc:
                 self.outcomes.append(Outcome("redirect", started, time.monotonic(), None, type(exc).__name__))
                 await asyncio.sleep(0.01)
@@ -349,6 +366,7 @@ async def drill_sigterm(timing: Timing) -> Result:
         in_flight = [o for o in before if o.finished >= signalled_at and o not in refused]
         unanswered = [o for o in before if o.status is None and o.error != "ConnectError"]
         answered = [o for o in redirects if o.status == 302]
+        retried = [o for o in before if o.retried]
         # The visits of make_links (one each) and of the load, all folded?
         await asyncio.to_thread(_service, linkgate.env, "consume-visits", "--until-empty", "60")
         await linkgate.server.start()
@@ -364,7 +382,8 @@ async def drill_sigterm(timing: Timing) -> Result:
             problems.append(f"the server exited with {exited}")
         return Result(
             f"{len(before)} redirects sent before SIGTERM ({len(in_flight)} in flight), {len(unanswered)} unanswered, "
-            f"{len(refused)} refused at connect; "
+            f"{len(refused)} refused at connect, {len(retried)} sent again after the server closed a kept-alive "
+            f"connection unanswered; "
             f"server exited {exited} in {(time.monotonic() - signalled_at):.1f} s; "
             f"{expected} visits answered, {counted} counted, {expected - counted} lost",
             not problems and len(in_flight) > 0, problems)
