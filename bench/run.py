@@ -512,7 +512,7 @@ def filter_costs() -> list[tuple[str, float]]:
         ("apply(), default policy, no query", default.apply, (target, "")),
         (f"apply(), policy allow utm_* + add src, `?{seed.VISITOR_QUERY}`", marketing.apply, (target, seed.VISITOR_QUERY)),
         ("split(target), cutting a link's target for the shared default filter (once per link per "
-         "local-cache refill, on its first visit with a query)", shared.split, (target,)),
+         "local-cache refill, from its second visit with a query)", shared.split, (target,)),
     ]
     out = []
     for name, func, args in cases:
