@@ -47,6 +47,23 @@ TARGETS: dict[str, Target] = {
 # with the access log on (production) it must reach this share of that run's requests/s.
 LOG_OFF = "_log_off"
 MIN_LOG_ON_VS_OFF = 0.90
+# And a third time with LINKGATE_TRACKING=false (access log on): counting every visit may cost at
+# most 10% of a workload's requests/s (issue 12).
+TRACKING_OFF = "_tracking_off"
+MIN_TRACKING_ON_VS_OFF = 0.90
+TWIN_SUFFIXES = (LOG_OFF, TRACKING_OFF)
+
+
+def base_key(key: str) -> str:
+    """A workload's key without the suffix of a comparison twin."""
+    for suffix in TWIN_SUFFIXES:
+        if key.endswith(suffix):
+            return key.removesuffix(suffix)
+    return key
+
+
+def is_twin(key: str) -> bool:
+    return base_key(key) != key
 
 MAX_BYTES_PER_CACHED_LINK = 200.0
 MIN_SCALING_RATIO = 0.80  # 10k vs 1M uniform throughput "within 20%"
@@ -246,24 +263,39 @@ def judge(result: WorkloadResult, ceiling: float | None, *, postgres: bool) -> V
     return Verdict(NOT_MET if reasons else MET, reasons)
 
 
-def log_off_pairs(workloads: list[WorkloadResult]) -> list[tuple[WorkloadResult, WorkloadResult | None]]:
-    """Each production-settings redirect run with its access-log-off twin (None if that is missing)."""
+def twin_pairs(workloads: list[WorkloadResult], suffix: str) -> list[tuple[WorkloadResult, WorkloadResult | None]]:
+    """Each production-settings redirect run with its twin under `suffix` (None if that is missing)."""
     by_key = {result.key: result for result in workloads}
     return [
-        (result, by_key.get(result.key + LOG_OFF))
+        (result, by_key.get(result.key + suffix))
         for result in workloads
-        if not result.key.endswith(LOG_OFF) and any(r.key == result.key + LOG_OFF for r in workloads)
+        if not is_twin(result.key) and any(r.key == result.key + suffix for r in workloads)
     ]
+
+
+def log_off_pairs(workloads: list[WorkloadResult]) -> list[tuple[WorkloadResult, WorkloadResult | None]]:
+    """Each production-settings redirect run with its access-log-off twin (None if that is missing)."""
+    return twin_pairs(workloads, LOG_OFF)
+
+
+def judge_on_vs_off(on: WorkloadResult, off: WorkloadResult | None, minimum: float) -> tuple[float | None, Verdict]:
+    """Requests/s of the production run over its twin's: at least `minimum`."""
+    if off is None or on.wrk is None or off.wrk is None or on.error or off.error:
+        return None, Verdict(FAILED, ["a run is missing"])
+    measured = on.wrk.requests_per_s / off.wrk.requests_per_s if off.wrk.requests_per_s else 0.0
+    if measured < minimum:
+        return measured, Verdict(NOT_MET, [below(measured, minimum)])
+    return measured, Verdict(MET)
 
 
 def judge_log_on_vs_off(on: WorkloadResult, off: WorkloadResult | None) -> tuple[float | None, Verdict]:
     """Requests/s with the access log on over the same workload with it off: >= MIN_LOG_ON_VS_OFF."""
-    if off is None or on.wrk is None or off.wrk is None or on.error or off.error:
-        return None, Verdict(FAILED, ["a run is missing"])
-    measured = on.wrk.requests_per_s / off.wrk.requests_per_s if off.wrk.requests_per_s else 0.0
-    if measured < MIN_LOG_ON_VS_OFF:
-        return measured, Verdict(NOT_MET, [below(measured, MIN_LOG_ON_VS_OFF)])
-    return measured, Verdict(MET)
+    return judge_on_vs_off(on, off, MIN_LOG_ON_VS_OFF)
+
+
+def judge_tracking_on_vs_off(on: WorkloadResult, off: WorkloadResult | None) -> tuple[float | None, Verdict]:
+    """Requests/s with visit tracking on over the same workload with it off: >= MIN_TRACKING_ON_VS_OFF."""
+    return judge_on_vs_off(on, off, MIN_TRACKING_ON_VS_OFF)
 
 
 def judge_memory(bytes_per_link: float | None) -> Verdict:
@@ -396,23 +428,36 @@ class Figure:
     verdict: Verdict | None = None
 
 
-def log_off_table(workloads: list[WorkloadResult]) -> tuple[list[str], list[Verdict]]:
-    """Each redirect workload with the access log on (production) and off, and the ratio."""
+# (twin suffix, what differs, judge, the ratio it must reach)
+COMPARISONS = (
+    (LOG_OFF, "access log", judge_log_on_vs_off, MIN_LOG_ON_VS_OFF),
+    (TRACKING_OFF, "visit tracking", judge_tracking_on_vs_off, MIN_TRACKING_ON_VS_OFF),
+)
+
+
+def twin_table(workloads: list[WorkloadResult], suffix: str) -> tuple[list[str], list[Verdict]]:
+    """Each redirect workload with the production settings and on its twin, and the ratio."""
+    _, what, judge_pair, minimum = next(c for c in COMPARISONS if c[0] == suffix)
     lines = [
-        "| workload | req/s, access log on | p99 | req/s, access log off | p99 | on/off | target | verdict |",
+        f"| workload | req/s, {what} on | p99 | req/s, {what} off | p99 | on/off | target | verdict |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     verdicts = []
-    for on, off in log_off_pairs(workloads):
-        measured, verdict = judge_log_on_vs_off(on, off)
+    for on, off in twin_pairs(workloads, suffix):
+        measured, verdict = judge_pair(on, off)
         verdicts.append(verdict)
         cells = [on.title]
         for run in (on, off):
             ran = run is not None and run.wrk is not None
             cells += [fmt_rps(run.wrk.requests_per_s), fmt_ms(run.wrk.p99_ms)] if ran else ["-", "-"]
-        cells += [fmt_ratio(measured), f">= {MIN_LOG_ON_VS_OFF:.2f}", verdict.text()]
+        cells += [fmt_ratio(measured), f">= {minimum:.2f}", verdict.text()]
         lines.append("| " + " | ".join(cells) + " |")
     return lines, verdicts
+
+
+def log_off_table(workloads: list[WorkloadResult]) -> tuple[list[str], list[Verdict]]:
+    """Each redirect workload with the access log on (production) and off, and the ratio."""
+    return twin_table(workloads, LOG_OFF)
 
 
 # The issue's table: (label, workload key).
@@ -439,17 +484,19 @@ def summary_table(workloads: list[WorkloadResult], ceiling: float | None, *, pos
         verdict = judge(result, ceiling, postgres=postgres)
         state = FAILED if verdict.state == FAILED else (MET if ok else NOT_MET)
         lines.append(f"| {label} | >= {target.min_ratio:.2f} of ceiling | {fmt_ratio(measured)} | {state} |")
-    pairs = log_off_pairs(workloads)
-    if pairs:
-        judged = [(on, *judge_log_on_vs_off(on, off)) for on, off in pairs]
+    for suffix, what, judge_pair, minimum in COMPARISONS:
+        pairs = twin_pairs(workloads, suffix)
+        if not pairs:
+            continue
+        judged = [(on, *judge_pair(on, off)) for on, off in pairs]
         states = {verdict.state for _, _, verdict in judged}
         state = FAILED if FAILED in states else (NOT_MET if NOT_MET in states else MET)
         measured = ", ".join(f"{on.key} {fmt_ratio(value)}" for on, value, _ in judged)
-        lines.append(f"| access log on vs off | on >= {MIN_LOG_ON_VS_OFF:.2f} of off, every workload "
+        lines.append(f"| {what} on vs off | on >= {minimum:.2f} of off, every workload "
                      f"| {measured} | {state} |")
     redirects = [
         result for result in workloads
-        if not result.key.endswith(LOG_OFF) and TARGETS.get(result.key, Target("")).max_p99_ms is not None
+        if not is_twin(result.key) and TARGETS.get(result.key, Target("")).max_p99_ms is not None
     ]
     if redirects:
         slow = [r for r in redirects if r.wrk is None or (p99_of(r) or 0.0) > MAX_P99_MS]
@@ -513,7 +560,8 @@ def render(report: Report) -> tuple[str, int]:
     """RESULTS.md's text, and the exit code the run deserves."""
     table, verdicts = workload_table(report.ceilings, report.workloads, postgres=report.postgres)
     log_off, log_off_verdicts = log_off_table(report.workloads)
-    verdicts += log_off_verdicts
+    tracking_off, tracking_off_verdicts = twin_table(report.workloads, TRACKING_OFF)
+    verdicts += log_off_verdicts + tracking_off_verdicts
     verdicts += [f.verdict for f in report.figures if f.verdict is not None]
     ran = ok_figures(report.ceilings)
     spread = f"{min(ran):,.0f}-{max(ran):,.0f} req/s" if ran else "not measured"
@@ -535,10 +583,20 @@ def render(report: Report) -> tuple[str, int]:
         *log_off,
         "",
         "Between the same two ceiling runs, each redirect workload runs on a service process with the "
-        "production settings and on a twin with LINKGATE_ACCESS_LOG=false, in halves: on, off, off, on "
-        "(unknown codes: on, then off, whole runs); each figure adds up its two halves (requests over time; "
+        "production settings, on a twin with LINKGATE_ACCESS_LOG=false and on one with LINKGATE_TRACKING=false, "
+        "in halves: production, access log off, tracking off, tracking off, access log off, production, so each "
+        "pair is centred on the same moment (unknown codes: whole runs in that order, each twin with a pool of "
+        "codes of its own); each figure adds up its two halves (requests over time; "
         "the worse half's percentiles). The production process then runs it once more, paced at about half "
         "its rate: the p99 target is judged on that run.",
+        "",
+        "## Visit tracking on (production) vs off",
+        "",
+        *tracking_off,
+        "",
+        "The twin with LINKGATE_TRACKING=false has the production settings otherwise (access log on), and "
+        "runs between the same two ceiling runs, in the order above. Without tracking no visit event is made: "
+        "nothing is counted, and the stats stay empty.",
         "",
         "## Redirects and creates under wrk",
         "",

@@ -240,20 +240,24 @@ class Bench:
 
     # --- servers
 
-    def service_fields(self, storage: stack.Storage, port: int, *, access_log: bool = True) -> dict[str, str]:
+    def service_fields(self, storage: stack.Storage, port: int, *, access_log: bool = True,
+                       tracking: bool = True) -> dict[str, str]:
         """The settings of the service under test, as LINKGATE_* values (names lower-case).
 
         Production's (deploy/k8s/base/settings.env, read as it is), with only
-        OVERRIDES replaced; `access_log=False` for the comparison runs.
+        OVERRIDES replaced; `access_log=False` or `tracking=False` for the comparison runs.
         """
         fields = {**production_settings(), **overrides(storage, port)}
         if not access_log:
             fields["access_log"] = "false"
+        if not tracking:
+            fields["tracking"] = "false"
         return fields
 
-    def service_env(self, storage: stack.Storage, port: int, *, access_log: bool = True) -> dict[str, str]:
+    def service_env(self, storage: stack.Storage, port: int, *, access_log: bool = True,
+                    tracking: bool = True) -> dict[str, str]:
         """The environment a service process of this bench runs with."""
-        fields = self.service_fields(storage, port, access_log=access_log)
+        fields = self.service_fields(storage, port, access_log=access_log, tracking=tracking)
         return {**stack.clean_env(), **{f"LINKGATE_{k.upper()}": v for k, v in fields.items()}}
 
     def settings(self, storage: stack.Storage) -> Settings:
@@ -304,9 +308,10 @@ class Bench:
         log(f"  warmed {count:,} links in {seconds:.1f} s")
         return f"{count / seconds:,.0f} links/s ({seconds:.1f} s)"
 
-    async def start_service(self, storage: stack.Storage, name: str, *, access_log: bool = True) -> stack.Server:
+    async def start_service(self, storage: stack.Storage, name: str, *, access_log: bool = True,
+                            tracking: bool = True) -> stack.Server:
         port = stack.free_port()
-        env = self.service_env(storage, port, access_log=access_log)
+        env = self.service_env(storage, port, access_log=access_log, tracking=tracking)
         server = stack.Server(
             name=name,
             argv=[sys.executable, "-m", "service", "serve", "--graceful-timeout", "2"],
@@ -572,15 +577,17 @@ async def run(config: Config) -> int:
         seeded_small = await seed.seed(bench.settings(small), config.small_links, chunk=config.chunk, progress=log)
         pool_size = config.unknown_codes + verify_n
         unknown_all = seed.unknown_codes(
-            seeded.codes, 2 * pool_size + config.unknown_codes, alphabet=bench.settings(main).hashids_alphabet, rng=bench.rng,
+            seeded.codes, 3 * pool_size + config.unknown_codes, alphabet=bench.settings(main).hashids_alphabet, rng=bench.rng,
         )
         bench.rng.shuffle(unknown_all)
         # wrk draws from the pool; the check after it asks for codes wrk never sent;
-        # the run with the access log off, and the paced run, get codes of their own
+        # the runs with the access log off and with tracking off, and the paced run, get codes of their own
         unknown_pool, unknown_checked = unknown_all[: config.unknown_codes], unknown_all[config.unknown_codes : pool_size]
         off_all = unknown_all[pool_size : 2 * pool_size]
-        unknown_paced = unknown_all[2 * pool_size :]
+        untracked_all = unknown_all[2 * pool_size : 3 * pool_size]
+        unknown_paced = unknown_all[3 * pool_size :]
         unknown_off_pool, unknown_off_checked = off_all[: config.unknown_codes], off_all[config.unknown_codes :]
+        untracked_pool, untracked_checked = untracked_all[: config.unknown_codes], untracked_all[config.unknown_codes :]
         access = await seed.bench_access(bench.settings(main), f"{started:%Y%m%d%H%M%S}")
         data = workloads.Data(
             links=config.links,
@@ -598,6 +605,9 @@ async def run(config: Config) -> int:
             unknown_off_file=seed.write_codes(workdir / "unknown-off.txt", unknown_off_pool),
             unknown_off_pool=unknown_off_pool,
             unknown_off_checked=unknown_off_checked,
+            unknown_untracked_file=seed.write_codes(workdir / "unknown-untracked.txt", untracked_pool),
+            unknown_untracked_pool=untracked_pool,
+            unknown_untracked_checked=untracked_checked,
             unknown_paced_file=seed.write_codes(workdir / "unknown-paced.txt", unknown_paced),
             access=access,
         )
@@ -637,10 +647,16 @@ async def run(config: Config) -> int:
             lookups_before = await _code_lookups(storage) if process.counts_sql_lookups else None
             rows = workloads.of_process(process.name)
             server = await bench.start_service(storage, process.name)
-            # The same service with the access log off, for the on/off ratio of each redirect workload.
+            # The same service with the access log off, and with tracking off, for the on/off ratios
+            # of each redirect workload.
+            redirects = any(row.redirect for row in rows)
             server_off = (
                 await bench.start_service(storage, process.name + "-log-off", access_log=False)
-                if any(row.redirect for row in rows) else None
+                if redirects else None
+            )
+            server_untracked = (
+                await bench.start_service(storage, process.name + "-tracking-off", tracking=False)
+                if redirects else None
             )
             for row in rows:
                 script, args = row.script, row.args(data)
@@ -661,19 +677,30 @@ async def run(config: Config) -> int:
                         check=lambda check=check_off, url=server_off.base_url: check(data, url), seconds=seconds,
                     )
 
+                def untracked(seconds=None, row=row):
+                    check_untracked = row.check_tracking_off or row.check
+                    return bench.workload(
+                        server_untracked, row.key + report.TRACKING_OFF, row.title(data) + ", tracking off", script,
+                        (row.args_tracking_off or row.args)(data), expected_status=row.expected_status,
+                        check=lambda check=check_untracked, url=server_untracked.base_url: check(data, url),
+                        seconds=seconds,
+                    )
+
                 if row.redirect and server_off is not None and not process.counts_sql_lookups:
-                    # On, off, off, on, each half as long: the on/off ratio then compares runs
-                    # centred on the same moment, so a load that drifts on the shared machine
-                    # weighs on both alike. (Unknown codes run once each: their SQL-load check
-                    # needs each run's distinct codes, which halves cannot add up.)
+                    # Production, log off, tracking off, tracking off, log off, production, each half
+                    # as long: each on/off ratio then compares runs centred on the same moment, so a
+                    # load that drifts on the shared machine weighs on both alike. (Unknown codes run
+                    # once each: their SQL-load check needs each run's distinct codes, which halves
+                    # cannot add up.)
                     half = max(2, config.seconds // 2)
-                    on_a, off_a = await on(half), await off(half)
-                    off_b, on_b = await off(half), await on(half)
-                    runs = [report.merged(on_a, on_b), report.merged(off_a, off_b)]
+                    on_a, off_a, untracked_a = await on(half), await off(half), await untracked(half)
+                    untracked_b, off_b, on_b = await untracked(half), await off(half), await on(half)
+                    runs = [report.merged(on_a, on_b), report.merged(off_a, off_b),
+                            report.merged(untracked_a, untracked_b)]
                 else:
                     runs = [await on()]
                     if row.redirect and server_off is not None:
-                        runs.append(await off())
+                        runs += [await off(), await untracked()]
                 if row.redirect and runs[0].wrk is not None and runs[0].error is None:
                     runs[0].paced = await bench.paced(
                         server, script, (row.args_paced or row.args)(data), row.key, runs[0].wrk.requests_per_s
@@ -688,15 +715,18 @@ async def run(config: Config) -> int:
                     )))
                     figures.append(await _memory_figure(redis_url, main.redis_prefix, memory_growth))
             await bench.stop(server)
-            if server_off is not None:
-                await bench.stop(server_off)
+            for twin in (server_off, server_untracked):
+                if twin is not None:
+                    await bench.stop(twin)
             if process.counts_sql_lookups:
                 lookups_after = await _code_lookups(storage)
-                counted = [r for r in results if r.key in ("unknown", "unknown" + report.LOG_OFF)]
+                counted = [r for r in results
+                           if r.key in ("unknown", "unknown" + report.LOG_OFF, "unknown" + report.TRACKING_OFF)]
                 misses = sum(int(dict(bench.lookups).get(r.title, {}).get("sql", 0)) for r in counted)
                 counted[0].checks += _sql_lookup_checks(
                     counted, lookups_before, lookups_after, [misses],
-                    extra_codes=len(unknown_checked) + len(unknown_off_checked), loads_per_code=loads_per_code,
+                    extra_codes=len(unknown_checked) + len(unknown_off_checked) + len(untracked_checked),
+                    loads_per_code=loads_per_code,
                 )
         await bench.stop(ceiling_server)
         figures.append(_scaling_figure(config, results, bench.lookups))
@@ -729,21 +759,23 @@ async def run(config: Config) -> int:
             "process starts and after it stops (a backend flushes its statistics as it exits). They are "
             f"compared with the distinct codes asked for: those wrk sent (bench/lua/codes.lua counts them) "
             f"plus {len(data.unknown_checked)} codes outside the pool that the check after the run asks for. The "
-            "run with the access log off draws from a second pool (and checks codes) of its own, and its process "
-            "shares the count, which covers both; the paced run after the first draws from a third pool, whose "
-            "distinct codes are counted too. The service's Redis-miss counter is shown too."
+            "runs with the access log off and with tracking off each draw from a pool (and check codes) of their "
+            "own, and their processes share the count, which covers all three; the paced run after the first "
+            "draws from a fourth pool, whose distinct codes are counted too. The service's Redis-miss counter "
+            "is shown too."
         )
     order = {key: n for n, key in enumerate(workloads.DISPLAY_ORDER)}
 
-    def place(key: str) -> tuple[int, bool]:
-        """Each row's rank; a run with the access log off right after its production-settings run."""
-        off = key.endswith(report.LOG_OFF)
-        return order.get(key.removesuffix(report.LOG_OFF), len(order)), off
+    def place(key: str) -> tuple[int, int]:
+        """Each row's rank; its runs with the access log off and with tracking off right after its
+        production-settings run."""
+        twin = next((n for n, suffix in enumerate(report.TWIN_SUFFIXES, 1) if key.endswith(suffix)), 0)
+        return order.get(report.base_key(key), len(order)), twin
 
     results.sort(key=lambda result: place(result.key))
     bench.lookups = _merge_lookups(bench.lookups)
     titles = {result.title: place(result.key) for result in results}
-    bench.lookups.sort(key=lambda row: titles.get(row[0], (len(order), False)))
+    bench.lookups.sort(key=lambda row: titles.get(row[0], (len(order), 0)))
     for result in results:
         for check in result.checks:
             figures.append(Figure(

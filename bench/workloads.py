@@ -41,6 +41,10 @@ class Data:
     unknown_off_file: Path
     unknown_off_pool: list[str]
     unknown_off_checked: list[str]
+    # And for the run with tracking off.
+    unknown_untracked_file: Path
+    unknown_untracked_pool: list[str]
+    unknown_untracked_checked: list[str]
     # The paced run after it (the p99 at half the rate) draws from a third pool:
     # codes the first run did not send would otherwise cost SQL loads that none
     # of the counted runs' distinct codes account for.
@@ -72,12 +76,14 @@ class Workload:
     expected_status: int
     check: Callable[[Data, str], Awaitable[Verification]]  # (data, the server's base URL)
     process: str  # the name of the Process that serves it
-    # A redirect workload also runs with the access log off, right after the
-    # production-settings run; these give that run's arguments and check when
-    # they differ.
+    # A redirect workload also runs with the access log off and with tracking
+    # off, beside the production-settings run; these give those runs'
+    # arguments and checks when they differ.
     redirect: bool = True
     args_log_off: Callable[[Data], list[str]] | None = None
     check_log_off: Callable[[Data, str], Awaitable[Verification]] | None = None
+    args_tracking_off: Callable[[Data], list[str]] | None = None
+    check_tracking_off: Callable[[Data, str], Awaitable[Verification]] | None = None
     # The paced run's arguments, when they differ from `args`.
     args_paced: Callable[[Data], list[str]] | None = None
 
@@ -124,6 +130,8 @@ WORKLOADS: tuple[Workload, ...] = (
         args_log_off=lambda d: [str(d.unknown_off_file), "", d.random_seed()],
         args_paced=lambda d: [str(d.unknown_paced_file), "", d.random_seed()],
         check_log_off=lambda d, url: verify.not_found(url, d.unknown_off_checked),
+        args_tracking_off=lambda d: [str(d.unknown_untracked_file), "", d.random_seed()],
+        check_tracking_off=lambda d, url: verify.not_found(url, d.unknown_untracked_checked),
     ),
     Workload(
         key="hot",

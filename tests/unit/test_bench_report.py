@@ -120,6 +120,36 @@ def test_the_on_off_table_pairs_each_redirect_workload_with_its_twin():
     assert [v.state for v in verdicts] == [report.MET, report.NOT_MET]
 
 
+def test_visit_tracking_may_cost_at_most_a_tenth_of_a_workloads_speed():
+    measured, verdict = report.judge_tracking_on_vs_off(workload("hot", 8_900), workload("hot_tracking_off", 10_000))
+    assert measured == pytest.approx(0.89)
+    assert (verdict.state, verdict.reasons) == (report.NOT_MET, ["0.89 < 0.90"])
+    assert report.judge_tracking_on_vs_off(workload("hot", 9_000), workload("hot_tracking_off", 10_000))[1].state == report.MET
+
+
+def test_each_twin_pairs_only_with_its_own_comparison():
+    runs = [workload("hot", 9_000), workload("hot_log_off", 9_500), workload("hot_tracking_off", 12_000),
+            workload("uniform", 4_000), workload("uniform_log_off", 4_100)]
+    assert [(on.key, off.key) for on, off in report.twin_pairs(runs, report.TRACKING_OFF)] == [("hot", "hot_tracking_off")]
+    assert [(on.key, off.key) for on, off in report.log_off_pairs(runs)] == [
+        ("hot", "hot_log_off"), ("uniform", "uniform_log_off")]
+    lines, verdicts = report.twin_table(runs, report.TRACKING_OFF)
+    assert lines[0].startswith("| workload | req/s, visit tracking on | p99 | req/s, visit tracking off |")
+    assert lines[2].split(" | ")[1:7] == ["9,000", "5.00 ms", "12,000", "5.00 ms", "0.75", ">= 0.90"]
+    assert [v.state for v in verdicts] == [report.NOT_MET]
+
+
+def test_a_twin_has_no_target_of_its_own_and_is_not_a_redirect_workload_of_the_p99_row():
+    assert report.judge(workload("hot_tracking_off", 100), CEILING, postgres=True).state == report.NONE
+    assert report.base_key("uniform_query_tracking_off") == "uniform_query"
+    assert report.base_key("uniform_query") == "uniform_query"
+    runs = [workload("hot", 9_000, ceiling_rps=10_000.0), workload("hot_tracking_off", 9_500, ceiling_rps=10_000.0,
+                                                                     wrk_kwargs={"p99": 50.0})]
+    lines = report.summary_table(runs, 10_000.0, postgres=True)
+    assert "| visit tracking on vs off | on >= 0.90 of off, every workload | hot 0.95 | met |" in lines
+    assert lines[-1] == "| p99, every redirect workload | <= 10 ms | hot 5.00 ms | met |"
+
+
 def test_the_summary_is_the_issues_table_of_targets():
     runs = [
         workload("hot", 7_500, ceiling_rps=10_000.0), workload("hot_log_off", 8_000, ceiling_rps=10_000.0),
