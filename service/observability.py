@@ -114,6 +114,13 @@ def configure_logging(level: str = "INFO", *, writer: LogWriter | None = None) -
 HEAD_AS_GET = "linkgate.head_as_get"
 
 
+# The status counted and logged for a request whose client closed the connection
+# before the answer started (nginx's "499 Client Closed Request"): the answer
+# the app made then reached nobody, and its status would blame the wrong side
+# (a body that was never read answers 400 "error parsing the body").
+CLIENT_CLOSED = 499
+
+
 class RequestContext:
     """X-Request-ID in and out, latency and count by route template, access log."""
 
@@ -128,19 +135,27 @@ class RequestContext:
         request_id_text = request_id.decode()
         token = request_id_var.set(request_id_text)
         started = time.perf_counter()
-        status_holder = [500]
+        # [status of the answer, whether it started, whether the client left before it did]
+        state = [500, False, False]
+
+        async def receive_noting_disconnect():
+            message = await receive()
+            if message["type"] == "http.disconnect" and not state[1]:
+                state[2] = True
+            return message
 
         async def send_with_id(message) -> None:
             if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
+                state[0], state[1] = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_noting_disconnect, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method, status = ("HEAD" if scope.get(HEAD_AS_GET) else scope["method"]), status_holder[0]
+            status = CLIENT_CLOSED if state[2] else state[0]
+            method = "HEAD" if scope.get(HEAD_AS_GET) else scope["method"]
             elapsed = time.perf_counter() - started
             metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             metrics.LATENCY.labels(method=method, route=route).observe(elapsed)

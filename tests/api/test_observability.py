@@ -156,3 +156,75 @@ def test_audit_lines_are_json_with_the_audit_fields_and_the_request_id():
     assert line == {"timestamp": line["timestamp"], "level": "INFO", "logger": "linkgate.audit",
                     "message": "link.created", "request_id": "req-1", "event": "link.created", "code": "abc",
                     "key_id": "0123456789ab", "key_name": 'odd "name"'}
+
+
+def _raw_post(app, authorization: bytes) -> dict:
+    """An ASGI scope of POST /api/v1/links with a key and a JSON body announced."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v1/links", "raw_path": b"/api/v1/links", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"test"), (b"authorization", authorization),
+                    (b"content-type", b"application/json"), (b"content-length", b"34")],
+        "client": ("127.0.0.1", 5555), "server": ("test", 80), "app": app, "state": {},
+    }
+
+
+async def test_a_client_that_left_before_the_answer_is_counted_and_logged_as_499_not_blamed_for_its_body(
+    settings, redis_server,
+):
+    # The client closed its connection while the request waited (here: before its body was read).
+    # The app then answers 400 "error parsing the body" to nobody; the metrics and the access
+    # line must say the client left (499), not that it sent a bad body.
+    import fakeredis
+
+    from tests.support import migrate, running_app
+
+    await migrate(settings.database_url)
+    logged = settings.model_copy(update={"access_log": True})
+    async with running_app(logged, fakeredis.FakeAsyncRedis(server=redis_server)) as client:
+        app = client.app
+        lines: list[str] = []
+        access_log = app.access_log
+        real_write, access_log.write = access_log.write, lines.append
+        statuses = ("201", "400", "499", "500")
+        before = {s: sample("linkgate_http_requests_total", method="POST", route="/api/v1/links", status=s)
+                  for s in statuses}
+
+        async def gone():
+            return {"type": "http.disconnect"}
+
+        async def nowhere(message) -> None:
+            pass
+
+        try:
+            await app(_raw_post(app, client.headers["authorization"].encode()), gone, nowhere)
+        finally:
+            access_log.write = real_write
+    counted = {s: sample("linkgate_http_requests_total", method="POST", route="/api/v1/links", status=s) - before[s]
+               for s in statuses}
+    assert counted == {"201": 0, "400": 0, "499": 1, "500": 0}
+    [line] = [json.loads(text) for text in lines if '"route": "/api/v1/links"' in text]
+    assert (line["status"], line["method"], line["path"]) == (499, "POST", "/api/v1/links")
+
+
+async def test_a_client_that_stays_keeps_the_status_of_its_answer(client):
+    # The same raw request with its body delivered: a create, counted as the 201 it was.
+    app = client.app
+    before = sample("linkgate_http_requests_total", method="POST", route="/api/v1/links", status="201")
+    body = b'{"url": "https://example.com/stay"}'
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        return {"type": "http.disconnect"}  # asked again only once the answer went out
+
+    async def send(message) -> None:
+        sent.append(message)
+
+    scope = _raw_post(app, client.headers["authorization"].encode())
+    scope["headers"] = [(k, str(len(body)).encode() if k == b"content-length" else v) for k, v in scope["headers"]]
+    await app(scope, receive, send)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [201]
+    assert sample("linkgate_http_requests_total", method="POST", route="/api/v1/links", status="201") == before + 1
