@@ -501,3 +501,15 @@ def test_the_paced_runs_codes_are_counted_with_the_runs_it_follows():
     assert passed[0].passed and "1 x 1,500" in passed[0].text
     assert not run._sql_lookup_checks([first], (0, 0), (1_501, 0), [1_500], extra_codes=200,
                                       loads_per_code=1)[0].passed
+
+
+def test_requests_whose_client_left_are_not_unexpected_answers():
+    # wrk closes its connections with requests in flight when its time is up; the service
+    # counts those as 499, which is no answer and no failure of the workload.
+    def snapshot(**statuses: float) -> run.Snapshot:
+        return {("linkgate_http_requests_total", (("method", "POST"), ("route", "/api/v1/links"), ("status", s))): n
+                for s, n in statuses.items()}
+
+    before = snapshot(**{"201": 100.0, "499": 0.0, "400": 0.0})
+    after = snapshot(**{"201": 900.0, "499": 40.0, "400": 3.0})
+    assert run.unexpected_statuses(before, after, 201) == 3
