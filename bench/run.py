@@ -675,22 +675,22 @@ async def run(config: Config) -> int:
                         check=lambda row=row, url=server.base_url: row.check(data, url), seconds=seconds,
                     )
 
-                def off(seconds=None, row=row):
-                    check_off = row.check_log_off or row.check
+                def twin(twin_server, suffix, label, twin_args, twin_check, seconds=None, row=row):
+                    """The workload on a comparison twin: its own key, title, and (if given) arguments and check."""
+                    check = twin_check or row.check
                     return bench.workload(
-                        server_off, row.key + report.LOG_OFF, row.title(data) + ", access log off", script,
-                        (row.args_log_off or row.args)(data), expected_status=row.expected_status,
-                        check=lambda check=check_off, url=server_off.base_url: check(data, url), seconds=seconds,
+                        twin_server, row.key + suffix, f"{row.title(data)}, {label}", script,
+                        (twin_args or row.args)(data), expected_status=row.expected_status,
+                        check=lambda check=check, url=twin_server.base_url: check(data, url), seconds=seconds,
                     )
 
+                def off(seconds=None, row=row):
+                    return twin(server_off, report.LOG_OFF, "access log off", row.args_log_off, row.check_log_off,
+                                seconds)
+
                 def untracked(seconds=None, row=row):
-                    check_untracked = row.check_tracking_off or row.check
-                    return bench.workload(
-                        server_untracked, row.key + report.TRACKING_OFF, row.title(data) + ", tracking off", script,
-                        (row.args_tracking_off or row.args)(data), expected_status=row.expected_status,
-                        check=lambda check=check_untracked, url=server_untracked.base_url: check(data, url),
-                        seconds=seconds,
-                    )
+                    return twin(server_untracked, report.TRACKING_OFF, "tracking off", row.args_tracking_off,
+                                row.check_tracking_off, seconds)
 
                 if row.redirect and server_off is not None and not process.counts_sql_lookups:
                     # Production, log off, tracking off, tracking off, log off, production, each half
@@ -726,8 +726,7 @@ async def run(config: Config) -> int:
                     await bench.stop(twin)
             if process.counts_sql_lookups:
                 lookups_after = await _code_lookups(storage)
-                counted = [r for r in results
-                           if r.key in ("unknown", "unknown" + report.LOG_OFF, "unknown" + report.TRACKING_OFF)]
+                counted = [r for r in results if report.base_key(r.key) == "unknown"]
                 misses = sum(int(dict(bench.lookups).get(r.title, {}).get("sql", 0)) for r in counted)
                 counted[0].checks += _sql_lookup_checks(
                     counted, lookups_before, lookups_after, [misses],
