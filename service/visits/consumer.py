@@ -70,6 +70,18 @@ class FoldResult:
     unsupported: int = 0  # entries of a schema version this code does not read (left pending)
 
 
+@dataclass
+class _Batch:
+    """Stream entries decoded and counted, not yet added (VisitConsumer._prepare, then _commit)."""
+
+    entries: list  # all of them, as read
+    readable: list  # (id, position, envelope) of those to add
+    acked: list  # ids to acknowledge whatever the fold finds (unreadable ones)
+    gaps: bool  # some entries were left out (another version's): the rest is no contiguous range
+    delta: Delta
+    result: FoldResult
+
+
 class VisitConsumer:
     """One member of the stream's consumer group (see the module docstring)."""
 
@@ -183,7 +195,7 @@ class VisitConsumer:
             folded += await self.claim()
         entries = await self._read(">", block=block and self._block_ms > 0)
         if entries:
-            folded += (await self.fold(entries, contiguous=True)).events
+            folded += await self._fold_new(entries, until=self._next_claim)
         elif block and not self._block_ms:
             await self._pause(self._poll_seconds)
         if now >= self._next_prune:
@@ -220,19 +232,43 @@ class VisitConsumer:
         if not self._ready:
             await self._stream.ensure_group(self.group)
             self._ready = True
-        for after in ("0", ">"):  # "0": what this consumer was handed and did not acknowledge
-            while time.monotonic() < deadline:
-                entries = await self._read(after, block=False)
-                if not entries:
-                    break
-                result = await self.fold(entries, contiguous=after == ">")
-                if after == "0" and result.entries == 0:
-                    break  # only entries left for another version's reader
-            else:
-                return False
-        return True
+        while time.monotonic() < deadline:  # first what this consumer was handed and did not acknowledge
+            entries = await self._read("0", block=False)
+            if not entries or (await self.fold(entries, contiguous=False)).entries == 0:
+                break  # none, or only entries left for another version's reader
+        else:
+            return False
+        while time.monotonic() < deadline:
+            entries = await self._read(">", block=False)
+            if not entries:
+                return True
+            await self._fold_new(entries, until=deadline)
+        return False
 
     # --- one fold ------------------------------------------------------------------
+
+    async def _fold_new(self, entries: list, *, until: float) -> int:
+        """Fold `entries` (just read as new) and the batches behind them until the stream is empty, stop()
+        is called or time.monotonic() passes `until`; returns the events folded.
+
+        Pipelined: each next batch is read, decoded and counted (CPU, here)
+        while the one before it commits (mostly waiting for SQL), so the fold
+        rate is what the slower of the two allows, not their sum. Commits
+        still go one at a time, in stream order.
+        """
+        folded = 0
+        ready = await self._prepare(entries)
+        while ready is not None:
+            commit = asyncio.ensure_future(self._commit(ready, contiguous=True))
+            ready = None
+            try:
+                if not self._stopping and time.monotonic() < until:
+                    more = await self._read(">", block=False)
+                    if more:
+                        ready = await self._prepare(more)
+            finally:  # read or counted or not, the batch under way is committed (or fails) before anything else
+                folded += (await commit).events
+        return folded
 
     async def fold(self, entries: list, *, contiguous: bool) -> FoldResult:
         """Fold stream entries ((id, fields) pairs, in stream order) exactly once, then acknowledge them.
@@ -240,6 +276,10 @@ class VisitConsumer:
         `contiguous`: the entries are one run of the stream as XREADGROUP ">"
         hands them out (recorded as one range); claimed entries are not.
         """
+        return await self._commit(await self._prepare(entries), contiguous=contiguous)
+
+    async def _prepare(self, entries: list) -> _Batch:
+        """Decode and count entries (no SQL but code lookups): what _commit then adds."""
         result = FoldResult()
         readable: list[tuple[bytes, str, Envelope]] = []
         acked: list[bytes] = []
@@ -260,6 +300,12 @@ class VisitConsumer:
             result.invalid += len(bad)
             acked.extend(bad)
             readable = [item for item in readable if item[0] not in bad]
+        return _Batch(entries=entries, readable=readable, acked=acked, gaps=gaps, delta=delta, result=result)
+
+    async def _commit(self, batch: _Batch, *, contiguous: bool) -> FoldResult:
+        """Add a prepared batch in one transaction, leaving out what was folded before; then acknowledge it."""
+        entries, readable, acked, gaps, delta, result = (
+            batch.entries, batch.readable, batch.acked, batch.gaps, batch.delta, batch.result)
         now = datetime.fromtimestamp(self.clock(), UTC)
         async with self._db.transaction() as session:
             await aggregates.lock_stream(session=session, stream=self._stream.key, now=now)
@@ -309,16 +355,20 @@ class VisitConsumer:
         missing = self._missing_codes(readable)
         if missing:
             await self._resolve(missing)
+        # Taken once: a fold preparing its next batch meanwhile may start a new map (_resolve).
+        codes = self._codes
         bad: set[bytes] = set()
         visits = 0
-        for number, (entry_id, _, envelope) in enumerate(readable):
+        for entry_id, _, envelope in readable:
             try:
-                visits += self._folder.count(envelope, groups, orphans, self._codes, visitors)
+                visits += self._folder.count(envelope, groups, orphans, codes, visitors)
             except InvalidEntry as exc:
                 bad.add(entry_id)
                 log.error("visit stream entry %s skipped: %s", entry_id, exc)
-            if number % 4 == 3:
-                await asyncio.sleep(0)  # under `make run` this shares the loop with redirects
+            # After each entry (up to LINKGATE_VISITS_FLUSH_SIZE visits, ~20 ms): under `make run` this
+            # shares the loop with redirects, and the commit of the batch before waits on it for its
+            # next statement (every 4 entries made that wait most of the time the pipeline would save).
+            await asyncio.sleep(0)
         return self._folder.delta(groups, orphans, visits, visitors), bad
 
     def _missing_codes(self, readable) -> set[str]:
@@ -334,10 +384,11 @@ class VisitConsumer:
         return missing
 
     async def _resolve(self, codes: set[str]) -> None:
-        if len(self._codes) > CODE_CACHE_SIZE:
-            self._codes.clear()
         async with self._db.reading() as session:
             found = await aggregates.link_ids(session=session, codes=[c for c in codes if isinstance(c, str)])
+        # Nothing awaited from here on: the caller finds its codes in self._codes.
+        if len(self._codes) > CODE_CACHE_SIZE:
+            self._codes = {}  # a new map, not clear(): a count under way keeps the one it took
         for code in codes:
             self._codes[code] = found.get(code)
 

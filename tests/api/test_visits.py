@@ -121,13 +121,13 @@ async def test_a_visitor_counts_once_a_day_and_again_the_next(client, folded):
 def folded(monkeypatch) -> list:
     """Every stream entry a consumer is handed to fold, in order: what the recorder sent."""
     seen: list = []
-    original = VisitConsumer.fold
+    original = VisitConsumer._prepare  # every fold reads its entries through it, pipelined or not
 
-    async def fold(self, entries, *, contiguous):
+    async def prepare(self, entries):
         seen.extend(entries)
-        return await original(self, entries, contiguous=contiguous)
+        return await original(self, entries)
 
-    monkeypatch.setattr(VisitConsumer, "fold", fold)
+    monkeypatch.setattr(VisitConsumer, "_prepare", prepare)
     return seen
 
 
