@@ -121,6 +121,9 @@ class VisitConsumer:
         self._ready = False
         self._stopping = False
         self._idle: asyncio.Future | None = None
+        # Held while this consumer reads and folds: drain() waits for a step's fold under way, so
+        # it never returns while entries this consumer was handed are still being counted.
+        self._folding = asyncio.Lock()
         self._next_claim = 0.0
         # Not at once: a process that starts and stops soon (a test, a crash loop) has nothing to prune.
         self._next_prune = time.monotonic() + PRUNE_FIRST_SECONDS
@@ -190,13 +193,14 @@ class VisitConsumer:
             self._ready = True
         folded = 0
         now = time.monotonic()
-        if now >= self._next_claim:
-            self._next_claim = now + self._claim_every
-            folded += await self.claim()
-        entries = await self._read(">", block=block and self._block_ms > 0)
-        if entries:
-            folded += await self._fold_new(entries, until=self._next_claim)
-        elif block and not self._block_ms:
+        async with self._folding:
+            if now >= self._next_claim:
+                self._next_claim = now + self._claim_every
+                folded += await self.claim()
+            entries = await self._read(">", block=block and self._block_ms > 0)
+            if entries:
+                folded += await self._fold_new(entries, until=self._next_claim)
+        if not entries and block and not self._block_ms:
             await self._pause(self._poll_seconds)
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY_SECONDS
@@ -232,6 +236,16 @@ class VisitConsumer:
         if not self._ready:
             await self._stream.ensure_group(self.group)
             self._ready = True
+        try:
+            await asyncio.wait_for(self._folding.acquire(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+        try:
+            return await self._drain(deadline)
+        finally:
+            self._folding.release()
+
+    async def _drain(self, deadline: float) -> bool:
         while time.monotonic() < deadline:  # first what this consumer was handed and did not acknowledge
             entries = await self._read("0", block=False)
             if not entries or (await self.fold(entries, contiguous=False)).entries == 0:

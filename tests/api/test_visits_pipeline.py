@@ -146,3 +146,29 @@ async def test_stop_ends_the_pipeline_after_the_batch_under_way(app_client, redi
     monkeypatch.setattr(aggregates, "add", add)
     assert await consumer_of(app_client, redis_server, "next").drain(timeout_seconds=10)
     assert await visits_of(app_client, code) == ENTRIES * VISITS_PER_ENTRY
+
+
+async def test_drain_waits_for_the_fold_the_consumer_has_under_way(client, monkeypatch):
+    # The in-process consumer has read an entry and is counting it when drain() is called
+    # (settle() in tests, shutdown in the server): drain returns only once that entry is in.
+    code = await new_code(client)
+    consumer = client.app.state.visit_consumer
+    counting, go_on = asyncio.Event(), asyncio.Event()
+    prepare = VisitConsumer._prepare
+
+    async def held(self, entries):
+        if not counting.is_set():  # the consumer task's own fold, not drain's
+            counting.set()
+            await go_on.wait()
+        return await prepare(self, entries)
+
+    monkeypatch.setattr(VisitConsumer, "_prepare", held)
+    assert (await client.get(f"/{code}", headers={"user-agent": CHROME})).status_code == 302
+    assert await client.app.state.visit_recorder.flush()
+    await asyncio.wait_for(counting.wait(), 10)
+    drained = asyncio.ensure_future(consumer.drain(timeout_seconds=10))
+    await asyncio.sleep(0.2)
+    assert not drained.done()  # it waits for the fold under way instead of finding nothing left
+    go_on.set()
+    assert await drained
+    assert await visits_of(client, code) == 1
