@@ -39,7 +39,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger, Column, Date, MetaData, SmallInteger, String, Table, and_, bindparam, case, delete, exists, func,
-    insert, literal, or_, select, text, true, union_all, update,
+    insert, literal, or_, select, true, union_all, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
@@ -148,15 +148,8 @@ async def _load(session: AsyncSession, table: Table, rows: list[tuple]) -> None:
         await session.execute(insert(table), [dict(zip(table.c.keys(), row)) for row in rows])
 
 
-# What a fold's GROUP BY may hold in memory on PostgreSQL (its default, 4MB, spilled a
-# batch of 50,000 visits to disk and cost a fifth of the breakdown upsert's time).
-FOLD_WORK_MEM = "64MB"
-
-
 async def add(*, session: AsyncSession, delta: Delta) -> None:
     """Add a fold's Delta to the aggregates (in the caller's transaction)."""
-    if _is_postgres(session):
-        await session.execute(text(f"SET LOCAL work_mem = '{FOLD_WORK_MEM}'"))
     await _load(session, BATCH, delta.groups)
     await _load(session, BATCH_VISITORS, delta.visitors)
     b, v = BATCH.c, BATCH_VISITORS.c
