@@ -15,6 +15,9 @@ production) loops:
    adds the rest with the stream position (aggregates.py);
 4. ``XACK`` after the commit.
 
+Steps 2 and 3 overlap when the stream is busy: the next batch is read and
+counted while the one before it commits (``_fold_new``).
+
 An entry of a schema version this code does not know is left unacknowledged
 for a consumer that does; one that cannot be read at all is logged, counted
 (``linkgate_visits_invalid_total``) and acknowledged, so it cannot block the
