@@ -77,7 +77,6 @@ class FoldResult:
 class _Batch:
     """Stream entries decoded and counted, not yet added (VisitConsumer._prepare, then _commit)."""
 
-    entries: list  # all of them, as read
     readable: list  # (id, position, envelope) of those to add
     acked: list  # ids to acknowledge whatever the fold finds (unreadable ones)
     gaps: bool  # some entries were left out (another version's): the rest is no contiguous range
@@ -317,12 +316,12 @@ class VisitConsumer:
             result.invalid += len(bad)
             acked.extend(bad)
             readable = [item for item in readable if item[0] not in bad]
-        return _Batch(entries=entries, readable=readable, acked=acked, gaps=gaps, delta=delta, result=result)
+        return _Batch(readable=readable, acked=acked, gaps=gaps, delta=delta, result=result)
 
     async def _commit(self, batch: _Batch, *, contiguous: bool) -> FoldResult:
         """Add a prepared batch in one transaction, leaving out what was folded before; then acknowledge it."""
-        entries, readable, acked, gaps, delta, result = (
-            batch.entries, batch.readable, batch.acked, batch.gaps, batch.delta, batch.result)
+        readable, delta, acked, result = batch.readable, batch.delta, batch.acked, batch.result
+        duplicates: list[bytes] = []
         now = datetime.fromtimestamp(self.clock(), UTC)
         async with self._db.transaction() as session:
             await aggregates.lock_stream(session=session, stream=self._stream.key, now=now)
@@ -331,11 +330,12 @@ class VisitConsumer:
             )
             if done:
                 result.duplicates = len(done)
+                duplicates = [entry_id for entry_id, p, _ in readable if p in done]
                 readable = [item for item in readable if item[1] not in done]
                 delta, _ = await self._count(readable)
             if not readable:
                 ranges = []
-            elif contiguous and not gaps:
+            elif contiguous and not batch.gaps:
                 ranges = [(readable[0][1], readable[-1][1])]
             else:
                 ranges = [(p, p) for _, p, _ in readable]
@@ -343,7 +343,7 @@ class VisitConsumer:
             await aggregates.record_folded(session=session, stream=self._stream.key, ranges=ranges,
                                            events=delta.visits, now=now)
         committed = self.clock()
-        acked.extend(entry_id for entry_id, _ in entries if position(entry_id) in done)
+        acked.extend(duplicates)
         acked.extend(entry_id for entry_id, _, _ in readable)
         for _, _, envelope in readable:
             if envelope.visits:
