@@ -13,6 +13,9 @@ Steps, in one run so every ratio compares figures taken minutes apart:
 4. `python -m service serve` under wrk: one hot code, codes uniform over every
    link, the same with a query to filter, unknown codes, link creation; each
    followed by a check of a sample of answers; Redis memory per cached link;
+   the creates and the uniform run are followed by their floors
+   (bench/floor.py: FastAPI with linkgate's models storing nothing, and one
+   Redis round trip a request), between the same two ceiling runs;
 5. the service on the 10,000-link database, codes uniform over those;
 6. the query filter's cost per call, in-process.
 
@@ -331,12 +334,14 @@ class Bench:
         await server.start()
         return server
 
-    async def start_ceiling(self, name: str) -> stack.Server:
+    async def start_ceiling(self, name: str, app: str = "bench.ceiling:app",
+                            env: dict[str, str] | None = None) -> stack.Server:
+        """The ceiling, or a floor of bench/floor.py (`app`), under the uvicorn settings of the service."""
         port = stack.free_port()
         server = stack.Server(
             name=name,
             argv=[
-                sys.executable, "-m", "uvicorn", "bench.ceiling:app",
+                sys.executable, "-m", "uvicorn", app,
                 "--host", "127.0.0.1", "--port", str(port),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                 # the rest as `python -m service serve` sets them
@@ -345,7 +350,7 @@ class Bench:
                 "--timeout-graceful-shutdown", "2",
             ],
             port=port,
-            env=stack.clean_env(),
+            env={**stack.clean_env(), **(env or {})},
             log_path=self.workdir / f"{name}.log",
             ready_path="/ready",
             cpu=self.server_cpu,
@@ -469,6 +474,95 @@ class Bench:
             result.error = f"{type(exc).__name__}: {exc}"[:300]
             log(f"  FAILED: {result.error}")
         return result
+
+
+class Floors:
+    """The floors of bench/floor.py, each run right after the workload it is the floor of.
+
+    They give the create figure a baseline of its own (FastAPI with linkgate's
+    request and answer models, storing nothing), and show what one Redis round
+    trip a request costs on this machine, for creates (the limiter's) and for
+    redirects (a miss of the in-process cache). Only with a real Redis.
+    """
+
+    # workload -> (app of bench/floor.py, what it is)
+    OF = {
+        "create": (
+            ("create", "FastAPI floor of a create: LinkCreate in, LinkOut out (201), nothing stored"),
+            ("create_redis", "the same plus one Redis round trip a request"),
+        ),
+        "uniform": (("redirect_redis", "the ceiling plus one Redis round trip a request (uncoalesced)"),),
+    }
+
+    def __init__(self, bench: Bench, redis_url: str | None, verify_n: int) -> None:
+        self.bench = bench
+        self.redis_url = redis_url
+        self.verify_n = verify_n
+        self.key = f"lgbench-floor:{os.getpid()}"
+        self.servers: dict[str, stack.Server] = {}
+
+    async def start(self) -> None:
+        if self.redis_url is None:
+            log("bench: no Redis, so no floors (bench/floor.py)")
+            return
+        env = {"BENCH_FLOOR_REDIS_URL": self.redis_url}
+        for apps in self.OF.values():
+            for app, _ in apps:
+                self.servers[app] = await self.bench.start_ceiling(
+                    f"floor-{app}", f"bench.floor:{app}", {**env, "BENCH_FLOOR_REDIS_KEY": f"{self.key}:{app}"})
+
+    async def stop(self) -> None:
+        for server in self.servers.values():
+            await self.bench.stop(server)
+        if self.redis_url is not None:
+            client = aioredis.Redis.from_url(self.redis_url)
+            try:
+                await client.delete(*(f"{self.key}:{app}" for apps in self.OF.values() for app, _ in apps))
+            finally:
+                await client.aclose()
+
+    async def _counted(self, app: str) -> int:
+        client = aioredis.Redis.from_url(self.redis_url)
+        try:
+            return int(await client.get(f"{self.key}:{app}") or 0)
+        finally:
+            await client.aclose()
+
+    async def run(self, workload: str, script: str, args: list[str]) -> list[WorkloadResult]:
+        runs = []
+        for app, what in self.OF.get(workload, ()) if self.servers else ():
+            server = self.servers[app]
+            before = await self._counted(app)
+            check = (
+                (lambda url=server.base_url: verify.floor_creates(url, self.verify_n)) if workload == "create"
+                else (lambda url=server.base_url: verify.ceiling(url, ceiling_app.LOCATION, self.verify_n))
+            )
+            result = await self.bench.workload(server, f"floor_{app}", f"floor: {what}", script, args,
+                                               expected_status=None, check=check)
+            if result.wrk is not None and app.endswith("_redis"):
+                # Every answer wrk counted made its round trip (the check's own requests come after).
+                made = await self._counted(app) - before
+                result.checks.append(Check(f"{made:,} Redis round trips for {result.wrk.requests:,} answers",
+                                           made >= result.wrk.requests))
+            runs.append(result)
+        return runs
+
+    @staticmethod
+    def figures(service: WorkloadResult, floor_runs: list[WorkloadResult]) -> list[Figure]:
+        out = []
+        for floor in floor_runs:
+            if floor.wrk is None or floor.error or not floor.ceiling_rps:
+                out.append(Figure(floor.title, f"FAILED: {floor.error or 'no figure'}"))
+                continue
+            failed = [c.text for c in floor.checks if not c.passed]
+            if floor.verification is not None and not floor.verification.ok:
+                failed.append(f"answers checked {floor.verification.text()}")
+            rps = floor.wrk.requests_per_s
+            text = f"{rps:,.0f} req/s, {rps / floor.ceiling_rps:.2f} of the ceiling"
+            if service.wrk is not None and not service.error:
+                text += f"; the service's {service.key} run reached {service.wrk.requests_per_s / rps:.2f} of it"
+            out.append(Figure(floor.title, text + (f" (FAILED: {'; '.join(failed)})" if failed else "")))
+        return out
 
 
 # --- figures measured outside wrk ------------------------------------------------
@@ -637,6 +731,9 @@ async def run(config: Config) -> int:
             ceilings.append(result)
             return result
 
+        floors = Floors(bench, redis_url, verify_n)
+        await floors.start()
+
         miss_ttl = bench.settings(main).cache_miss_ttl_seconds
         loads_per_code = -(-config.seconds // miss_ttl)  # one per code per miss-TTL the run spans
         memory_growth: list[tuple[str, tuple[int, int] | None]] = [("while seeding", seed_growth)]
@@ -711,10 +808,13 @@ async def run(config: Config) -> int:
                     runs[0].paced = await bench.paced(
                         server, script, (row.args_paced or row.args)(data), row.key, runs[0].wrk.requests_per_s
                     )
+                # The floors of this workload, between the same two ceiling runs (bench/floor.py).
+                floor_runs = await floors.run(row.key, script, args)
                 after = await ceiling_run(script, args)
-                for result in runs:
+                for result in runs + floor_runs:
                     result.ceiling_rps = report.adjacent_ceiling(before, after)
                 results += runs
+                figures += floors.figures(runs[0], floor_runs)
                 if row.key == "uniform":
                     memory_growth.append(("during the uniform runs", await _memory_growth(
                         redis_url, main.redis_prefix, memory_before
@@ -734,6 +834,7 @@ async def run(config: Config) -> int:
                     loads_per_code=loads_per_code,
                 )
         await bench.stop(ceiling_server)
+        await floors.stop()
         figures.append(_scaling_figure(config, results, bench.lookups))
 
         # Last: it adds its links to the small database, after every workload that uses it.

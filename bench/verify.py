@@ -102,4 +102,18 @@ async def ceiling(base_url: str, location: bytes, size: int) -> Verification:
     return result
 
 
-__all__ = ["VISITOR_QUERY", "ceiling", "creates", "not_found", "redirects", "seeded_sample"]
+async def floor_creates(base_url: str, size: int) -> Verification:
+    """The create floor (bench/floor.py) answers 201 with the URL it was sent."""
+    result = Verification()
+    async with _client(base_url) as client:
+        for n in range(size):
+            url = f"https://www.example.com/articles/2026/11/floor-{n:07d}?ref=newsletter"
+            response = await client.post("/api/v1/links", json={"url": url})
+            if response.status_code != 201 or response.json().get("url") != url:
+                result.record(f"POST {url}: {response.status_code} {response.text[:200]}")
+            else:
+                result.record(None)
+    return result
+
+
+__all__ = ["VISITOR_QUERY", "ceiling", "creates", "floor_creates", "not_found", "redirects", "seeded_sample"]
